@@ -1,0 +1,66 @@
+"""What each role may do. Routes declare a permission; deny by default."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from medalliance.kernel.roles import Role
+
+
+class Permission(StrEnum):
+    REGISTRY_READ = "registry:read"  # institutions, departments, practitioners, beds
+    REGISTRY_MANAGE = "registry:manage"  # create/update registry entries (scoped)
+    ALLIANCE_MANAGE = "alliance:manage"  # alliances and member institutions
+    BEDS_UPDATE = "beds:update"  # change a bed's status
+    USERS_MANAGE = "users:manage"  # accounts (scoped to own institution unless alliance admin)
+    AUDIT_READ = "audit:read"
+    JOBS_MANAGE = "jobs:manage"
+    PATIENT_READ = "patient:read"
+    PATIENT_WRITE = "patient:write"
+    BREAK_GLASS = "access:break-glass"
+    BREAK_GLASS_REVIEW = "access:break-glass-review"
+    DEVICE_INGEST = "device:ingest"
+
+
+_CLINICAL = {
+    Permission.REGISTRY_READ,
+    Permission.PATIENT_READ,
+    Permission.PATIENT_WRITE,
+    Permission.BREAK_GLASS,
+}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ALLIANCE_ADMIN: frozenset(
+        {
+            Permission.REGISTRY_READ,
+            Permission.REGISTRY_MANAGE,
+            Permission.ALLIANCE_MANAGE,
+            Permission.BEDS_UPDATE,
+            Permission.USERS_MANAGE,
+            Permission.JOBS_MANAGE,
+        }
+    ),
+    Role.INSTITUTION_ADMIN: frozenset(
+        {
+            Permission.REGISTRY_READ,
+            Permission.REGISTRY_MANAGE,
+            Permission.BEDS_UPDATE,
+            Permission.USERS_MANAGE,
+        }
+    ),
+    Role.CLINICIAN: frozenset(_CLINICAL),
+    Role.NURSE: frozenset(_CLINICAL | {Permission.BEDS_UPDATE}),
+    Role.PHARMACIST: frozenset(_CLINICAL),
+    Role.CARE_MANAGER: frozenset(_CLINICAL),
+    # Researchers work on de-identified exports (analytics), never on identified records.
+    Role.RESEARCHER: frozenset({Permission.REGISTRY_READ}),
+    # Separation of duties (MLPS 2.0, WORKFLOWS.md §6): auditors read the trail, not records.
+    Role.AUDITOR: frozenset(
+        {Permission.REGISTRY_READ, Permission.AUDIT_READ, Permission.BREAK_GLASS_REVIEW}
+    ),
+    Role.DEVICE_GATEWAY: frozenset({Permission.DEVICE_INGEST}),
+}
+
+
+def permissions_for(role: Role) -> frozenset[str]:
+    return frozenset(str(p) for p in ROLE_PERMISSIONS[role])

@@ -1,0 +1,90 @@
+"""FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from medalliance import __version__, wiring
+from medalliance.access.router import router as access_router
+from medalliance.api import problems
+from medalliance.api.deps import new_request_id, public
+from medalliance.audit.router import router as audit_router
+from medalliance.config import Settings, get_settings
+from medalliance.db.engine import build_engine, build_session_factory
+from medalliance.domains.alliance.router import router as alliance_router
+from medalliance.jobs.router import router as jobs_router
+
+log = logging.getLogger(__name__)
+
+health_router = APIRouter(prefix="/api", tags=["health"])
+
+
+@health_router.get("/health", dependencies=[Depends(public)])
+def health() -> dict[str, str]:
+    """Liveness; needs no authentication."""
+    return {"status": "ok"}
+
+
+class RequestIdMiddleware:
+    """Give every request an id (or keep the caller's X-Request-Id) for audit correlation."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = new_request_id(incoming)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(
+    settings: Settings | None = None, session_factory: sessionmaker[Session] | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    settings.check_safe_to_serve()
+    wiring.load_all()
+    if session_factory is None:
+        session_factory = build_session_factory(
+            build_engine(settings.database_url, echo=settings.log_sql)
+        )
+    app = FastAPI(
+        title="MedAlliance",
+        version=__version__,
+        description="Shared information platform of an integrated medical alliance (医联体).",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.session_factory = session_factory
+    problems.install(app)
+    for router in (health_router, access_router, alliance_router, audit_router, jobs_router):
+        app.include_router(router)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def app_factory() -> Any:
+    """Entry point for ``uvicorn --factory medalliance.app:app_factory``."""
+    return create_app()

@@ -1,0 +1,1 @@
+"""Engine, sessions, declarative base and portable column types."""

@@ -1,0 +1,1 @@
+"""Business domains; each is reached from another only through its service module."""

@@ -1,0 +1,1 @@
+"""The alliance registry: alliances, member institutions, departments, practitioners, beds."""

@@ -1,0 +1,1 @@
+"""Durable jobs: an outbox table written in the caller's transaction, and a worker."""

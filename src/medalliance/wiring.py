@@ -1,0 +1,21 @@
+"""Import the modules that register job handlers, schedules, policy providers and
+models, so the app, the worker and Alembic all see the same set."""
+
+from __future__ import annotations
+
+import importlib
+
+MODULES = (
+    "medalliance.domains.alliance.models",
+    "medalliance.access.models",
+    "medalliance.audit.models",
+    "medalliance.jobs.models",
+    "medalliance.jobs.notifications",
+    "medalliance.access.jobs",
+    "medalliance.audit.jobs",
+)
+
+
+def load_all() -> None:
+    for name in MODULES:
+        importlib.import_module(name)
