@@ -1,0 +1,25 @@
+"""The fixtures themselves: a migrated database and a rollback per test."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from medalliance.domains.alliance.models import Institution
+from tests.factories.alliance import InstitutionFactory
+
+
+def test_factory_rows_are_visible_in_the_test(session: Session) -> None:
+    InstitutionFactory(code="SMOKE-1")
+    assert session.scalar(select(func.count()).where(Institution.code == "SMOKE-1")) == 1
+
+
+def test_rows_from_the_previous_test_were_rolled_back(session: Session) -> None:
+    assert session.scalar(select(func.count()).where(Institution.code == "SMOKE-1")) == 0
+
+
+def test_health_needs_no_authentication(client: TestClient) -> None:
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
