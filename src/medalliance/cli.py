@@ -134,9 +134,11 @@ def users_create(
             display_name=display_name,
         )
     except ValidationError as exc:
-        _fail("Invalid account: " + "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        ), code=2)
+        _fail(
+            "Invalid account: "
+            + "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()),
+            code=2,
+        )
         return
     system = Actor(
         user_id=None,
@@ -169,14 +171,15 @@ def audit_verify() -> None:
         return
     for problem in report.problems:
         typer.secho(f"TAMPERED: {problem.message}", fg=typer.colors.RED, err=True)
-    _fail(f"Audit trail check FAILED: {len(report.problems)} problem(s) in {report.rows_checked} rows.")
+    _fail(
+        f"Audit trail check FAILED: {len(report.problems)} problem(s) "
+        f"in {report.rows_checked} rows."
+    )
 
 
 @app.command()
 def worker(
-    burst: Annotated[
-        bool, typer.Option("--burst", help="Run what is due now, then exit.")
-    ] = False,
+    burst: Annotated[bool, typer.Option("--burst", help="Run what is due now, then exit.")] = False,
     poll: Annotated[float, typer.Option(help="Seconds between polls when idle.")] = 1.0,
 ) -> None:
     """Run the durable job worker (retries with backoff; several may run at once)."""
@@ -190,7 +193,9 @@ def worker(
     runner = Worker(factory)
     if burst:
         summary = runner.run_until_idle()
-        typer.echo(f"Ran {summary.claimed} job(s): {summary.succeeded} done, {summary.failed} failed.")
+        typer.echo(
+            f"Ran {summary.claimed} job(s): {summary.succeeded} done, {summary.failed} failed."
+        )
         return
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -46,7 +46,9 @@ def create_user(*, session: Session, actor: Actor, data: UserCreate) -> User:
             )
         institution_id = institution.id
     elif data.role is not Role.ALLIANCE_ADMIN and data.role is not Role.AUDITOR:
-        raise InvalidInput(f"A {data.role} account belongs to an institution.", field="institution_code")
+        raise InvalidInput(
+            f"A {data.role} account belongs to an institution.", field="institution_code"
+        )
     _require_scope(actor, institution_id, data.role)
     if data.practitioner_id is not None:
         _check_practitioner(session, data.practitioner_id, institution_id)
@@ -140,7 +142,9 @@ def list_users(
     if role is not None:
         query = query.where(User.role == role)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(User.username).limit(page.limit).offset(page.offset)).all()
+    rows = session.scalars(
+        query.order_by(User.username).limit(page.limit).offset(page.offset)
+    ).all()
     audit.record(
         session, actor, action="search", resource_type="User", detail={"returned": len(rows)}
     )
@@ -162,7 +166,7 @@ def update_user(*, session: Session, actor: Actor, user_id: uuid.UUID, data: Use
     if "password" in changes:
         user.password_hash = passwords.hash_password(changes.pop("password"))
         user.password_changed_at = utcnow()
-        changes["password"] = "changed"
+        changes["password"] = "changed"  # noqa: S105 - audit marker, not a secret
     if changes.pop("unlock", None):
         user.locked_until, user.failed_logins = None, 0
         changes["unlock"] = True

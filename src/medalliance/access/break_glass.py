@@ -116,9 +116,7 @@ def list_grants(
     return PageResult(items=list(rows), total=total)
 
 
-def review(
-    *, session: Session, actor: Actor, grant_id: uuid.UUID, note: str
-) -> BreakGlassGrant:
+def review(*, session: Session, actor: Actor, grant_id: uuid.UUID, note: str) -> BreakGlassGrant:
     if not actor.can(Permission.BREAK_GLASS_REVIEW):
         raise PermissionDenied("Only auditors review break-the-glass access.")
     grant = session.get(BreakGlassGrant, grant_id)

@@ -26,7 +26,7 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)

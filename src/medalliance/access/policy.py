@@ -146,7 +146,9 @@ def decide(session: Session, actor: Actor, facts: PatientFacts, action: AccessAc
         return Decision(False, Basis.DENIED, f"role {actor.role} may not {action} patient data")
     if actor.institution_id is not None and actor.institution_id in facts.institution_ids:
         return Decision(
-            True, Basis.SAME_INSTITUTION, "the patient has a record at your institution",
+            True,
+            Basis.SAME_INSTITUTION,
+            "the patient has a record at your institution",
             purpose_of_use=PURPOSE_TREATMENT,
         )
     missing: list[str] = []

@@ -55,7 +55,11 @@ def issue_token(
 ) -> TokenResponse:
     """OAuth2 password grant. A short-lived JWT access token and a single-use refresh token."""
     outcome = login.authenticate(
-        session=session, actor=actor, settings=settings, username=form.username, password=form.password
+        session=session,
+        actor=actor,
+        settings=settings,
+        username=form.username,
+        password=form.password,
     )
     commit(session)  # keep the failure counter and the audit row even when refusing
     return _tokens(outcome.tokens_or_raise())
@@ -100,9 +104,7 @@ def list_users(
     institution: str | None = None,
     role: Role | None = None,
 ) -> list[UserRead]:
-    result = accounts.list_users(
-        session, actor, institution_code=institution, role=role, page=page
-    )
+    result = accounts.list_users(session, actor, institution_code=institution, role=role, page=page)
     response.headers["X-Total-Count"] = str(result.total)
     return [UserRead.model_validate(u) for u in result.items]
 
@@ -132,7 +134,11 @@ def start_break_glass(
 ) -> BreakGlassRead:
     """Emergency access to one patient, with a stated reason; audited and reviewed later."""
     grant = break_glass.start(
-        session=session, actor=actor, settings=settings, patient_id=body.patient_id, reason=body.reason
+        session=session,
+        actor=actor,
+        settings=settings,
+        patient_id=body.patient_id,
+        reason=body.reason,
     )
     return BreakGlassRead.model_validate(grant)
 

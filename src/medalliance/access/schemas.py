@@ -13,7 +13,7 @@ from medalliance.kernel.roles import Role
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105
     expires_in: int
     refresh_token: str
 

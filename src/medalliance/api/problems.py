@@ -67,7 +67,12 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, AccountLocked):
         extra.setdefault("locked_until", None)
     return problem(
-        status_for(exc), type_=exc.code, title=exc.title, detail=exc.detail, request=request, **extra
+        status_for(exc),
+        type_=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        request=request,
+        **extra,
     )
 
 
@@ -79,7 +84,11 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", ""), "type": e.get("type")}
+        {
+            "field": _field_name(tuple(e.get("loc", ()))),
+            "message": e.get("msg", ""),
+            "type": e.get("type"),
+        }
         for e in exc.errors()
     ]
     fields = ", ".join(sorted({e["field"] for e in errors}))

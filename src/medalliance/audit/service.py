@@ -208,12 +208,15 @@ def verify(session: Session) -> VerifyReport:
                 ChainProblem(
                     row.seq,
                     "missing",
-                    f"rows {expected_seq}..{row.seq - 1} are missing (deleted) before row {row.seq}",
+                    f"rows {expected_seq}..{row.seq - 1} are missing (deleted) "
+                    f"before row {row.seq}",
                 )
             )
         elif row.prev_hash != prev_hash:
             problems.append(
-                ChainProblem(row.seq, "broken-link", f"row {row.seq} does not follow row {row.seq - 1}")
+                ChainProblem(
+                    row.seq, "broken-link", f"row {row.seq} does not follow row {row.seq - 1}"
+                )
             )
         fields = {name: getattr(row, name) for name in HASHED_FIELDS}
         if row_hash(row.prev_hash, fields) != row.hash:
@@ -241,4 +244,3 @@ def verify(session: Session) -> VerifyReport:
             )
         )
     return VerifyReport(rows_checked=checked, problems=problems)
-

@@ -188,7 +188,9 @@ def _departments(
             bed_id = stable_id("bed", institution.code, dept_code, str(n))
             if session.get(Bed, bed_id) is None:
                 session.add(
-                    Bed(id=bed_id, department_id=dept_id, code=f"{dept_code}-{n:02d}", status=status)
+                    Bed(
+                        id=bed_id, department_id=dept_id, code=f"{dept_code}-{n:02d}", status=status
+                    )
                 )
                 summary.bump("beds")
     return departments

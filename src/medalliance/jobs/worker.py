@@ -37,7 +37,7 @@ BACKOFF_CAP_SECONDS = 3600.0
 def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at an hour."""
     raw = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
-    jitter = (rng or random).uniform(0.5, 1.0)  # noqa: S311 - not for security
+    jitter = (rng or random).uniform(0.5, 1.0)
     return timedelta(seconds=raw * jitter)
 
 
@@ -99,7 +99,10 @@ class Worker:
                 if handler is None:
                     raise LookupError(f"no handler registered for job kind {job.kind!r}")
                 context = JobContext(
-                    job_id=job.id, kind=job.kind, attempt=job.attempts, payload=json.loads(job.payload)
+                    job_id=job.id,
+                    kind=job.kind,
+                    attempt=job.attempts,
+                    payload=json.loads(job.payload),
                 )
                 handler(session, context)
                 job.status, job.finished_at, job.locked_by = JobStatus.DONE, utcnow(), None

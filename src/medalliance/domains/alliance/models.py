@@ -134,5 +134,7 @@ class Bed(IdMixin, TimestampMixin, Base):
 
     department_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("departments.id"), index=True)
     code: Mapped[str] = mapped_column(String(32))
-    status: Mapped[BedStatus] = mapped_column(_enum(BedStatus, "bed_status"), default=BedStatus.FREE)
+    status: Mapped[BedStatus] = mapped_column(
+        _enum(BedStatus, "bed_status"), default=BedStatus.FREE
+    )
     version: Mapped[int] = mapped_column(Integer, default=1)

@@ -57,7 +57,7 @@ def list_institutions(
     page: Page,
     response: Response,
     tier: Tier | None = None,
-    type: InstitutionType | None = None,  # noqa: A002 - the API's field name
+    type: InstitutionType | None = None,
     district: str | None = None,
     lead: str | None = None,
     include_inactive: bool = False,

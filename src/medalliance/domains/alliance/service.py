@@ -225,7 +225,9 @@ def update_institution(
     for key, value in changes.items():
         setattr(institution, key, value)
     session.flush()
-    _audit_change(session, actor, "update", "Institution", institution.id, data.model_dump(exclude_unset=True))
+    _audit_change(
+        session, actor, "update", "Institution", institution.id, data.model_dump(exclude_unset=True)
+    )
     return institution
 
 
@@ -328,7 +330,9 @@ def get_practitioner(session: Session, actor: Actor, practitioner_id: uuid.UUID)
     return practitioner
 
 
-def _check_department(session: Session, department_id: uuid.UUID | None, institution_id: uuid.UUID) -> None:
+def _check_department(
+    session: Session, department_id: uuid.UUID | None, institution_id: uuid.UUID
+) -> None:
     if department_id is None:
         return
     department = session.get(Department, department_id)
@@ -390,7 +394,9 @@ def create_bed(
     department = get_department(session, actor, department_id)
     _require_manage(actor, department.institution_id)
     message = f"Bed {data.code!r} already exists in this department."
-    if session.scalar(select(Bed.id).where(Bed.department_id == department_id, Bed.code == data.code)):
+    if session.scalar(
+        select(Bed.id).where(Bed.department_id == department_id, Bed.code == data.code)
+    ):
         raise Conflict(message, field="code")
     bed = Bed(department_id=department_id, code=data.code, status=data.status, version=1)
     session.add(bed)
@@ -408,7 +414,10 @@ def set_bed_status(
         raise NotFound(f"No bed {bed_id}.")
     department = session.get(Department, bed.department_id)
     assert department is not None
-    if not actor.can(Permission.ALLIANCE_MANAGE) and actor.institution_id != department.institution_id:
+    if (
+        not actor.can(Permission.ALLIANCE_MANAGE)
+        and actor.institution_id != department.institution_id
+    ):
         raise PermissionDenied("You can only change beds of your own institution.")
     if data.expected_version is not None and data.expected_version != bed.version:
         raise Conflict(
@@ -427,9 +436,7 @@ def bed_availability(
 ) -> list[schemas.BedAvailability]:
     """Beds by status per department, for referrals and admissions."""
     _require(actor, Permission.REGISTRY_READ)
-    counts = {
-        status: func.sum(case((Bed.status == status, 1), else_=0)) for status in BedStatus
-    }
+    counts = {status: func.sum(case((Bed.status == status, 1), else_=0)) for status in BedStatus}
     query = (
         select(
             Institution.code,
@@ -442,7 +449,9 @@ def bed_availability(
         )
         .join(Department, Department.institution_id == Institution.id)
         .join(Bed, Bed.department_id == Department.id)
-        .group_by(Institution.code, Department.id, Department.code, Department.name_zh, Department.name_en)
+        .group_by(
+            Institution.code, Department.id, Department.code, Department.name_zh, Department.name_en
+        )
         .order_by(Institution.code, Department.code)
     )
     if institution_code is not None:
