@@ -8,6 +8,7 @@ Create Date: 2026-11-23 10:49:35.957897
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -418,6 +419,17 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_refresh_tokens_user_id"), ["user_id"], unique=False)
 
+    # The chain head exists from the start, so concurrent first writers lock one row.
+    op.bulk_insert(
+        sa.table(
+            "audit_chain_head",
+            sa.column("id", sa.Integer),
+            sa.column("last_seq", sa.Integer),
+            sa.column("last_hash", sa.String),
+            sa.column("updated_at", medalliance.db.types.UTCDateTime()),
+        ),
+        [{"id": 1, "last_seq": 0, "last_hash": "0" * 64, "updated_at": datetime.now(UTC)}],
+    )
     audit_ddl.install(op.get_bind())
 
 
