@@ -17,6 +17,7 @@ from medalliance.audit.router import router as audit_router
 from medalliance.config import Settings, get_settings
 from medalliance.db.engine import build_engine, build_session_factory
 from medalliance.domains.alliance.router import router as alliance_router
+from medalliance.domains.patients.router import router as patients_router
 from medalliance.jobs.router import router as jobs_router
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,15 @@ def create_app(
     app.state.settings = settings
     app.state.session_factory = session_factory
     problems.install(app)
-    for router in (health_router, access_router, alliance_router, audit_router, jobs_router):
+    routers = (
+        health_router,
+        access_router,
+        alliance_router,
+        patients_router,
+        audit_router,
+        jobs_router,
+    )
+    for router in routers:
         app.include_router(router)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -13,6 +13,8 @@ MODULES = (
     "medalliance.jobs.notifications",
     "medalliance.access.jobs",
     "medalliance.audit.jobs",
+    "medalliance.domains.patients.models",
+    "medalliance.domains.patients.providers",
 )
 
 

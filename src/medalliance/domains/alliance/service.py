@@ -21,6 +21,7 @@ from medalliance.domains.alliance.models import (
     Institution,
     InstitutionType,
     Practitioner,
+    SharingDefault,
     Tier,
 )
 from medalliance.kernel.actor import Actor
@@ -481,3 +482,12 @@ def institution_codes(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.U
         return {}
     rows = session.execute(select(Institution.id, Institution.code).where(Institution.id.in_(ids)))
     return {row[0]: row[1] for row in rows}
+
+
+def sharing_default_for(session: Session, institution_id: uuid.UUID) -> SharingDefault:
+    """The alliance's default for patients' sharing consent (used by the patients domain)."""
+    alliance_id = session.scalar(
+        select(Institution.alliance_id).where(Institution.id == institution_id)
+    )
+    alliance = None if alliance_id is None else session.get(Alliance, alliance_id)
+    return SharingDefault.OPT_IN if alliance is None else alliance.sharing_default

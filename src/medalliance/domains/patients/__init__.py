@@ -1,0 +1,1 @@
+"""Patients: source records per institution, identifiers, consent, the master patient index."""

@@ -1,0 +1,1 @@
+"""The master patient index: matching, linking, the review queue."""

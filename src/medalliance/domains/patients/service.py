@@ -1,0 +1,516 @@
+"""Patient use cases: register, find, read, update, consent. Every read and write
+passes the access policy and is audited."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import date
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.orm import Session
+
+from medalliance.access import policy
+from medalliance.access.permissions import Permission
+from medalliance.audit import service as audit
+from medalliance.domains.alliance import service as alliance_service
+from medalliance.domains.patients import consent as consent_rules
+from medalliance.domains.patients import golden, identity, names
+from medalliance.domains.patients.identity import IdNumberError
+from medalliance.domains.patients.models import (
+    Consent,
+    IdentifierSystem,
+    PatientIdentifier,
+    PatientRecord,
+    Person,
+    PregnancyStatus,
+)
+from medalliance.domains.patients.mpi import matching
+from medalliance.domains.patients.schemas import (
+    ConsentIn,
+    ConsentRead,
+    IdentifierRead,
+    PatientCreate,
+    PatientRead,
+    PatientSummary,
+    PatientUpdate,
+    RegistrationResult,
+    SourceRecordRead,
+)
+from medalliance.kernel.actor import Actor
+from medalliance.kernel.clock import utcnow
+from medalliance.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from medalliance.domains.alliance.models import Institution
+
+RESOURCE = "Patient"
+
+
+# --- facts for the access policy ------------------------------------------------------
+
+
+def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
+    person = session.get(Person, person_id)
+    if person is None:
+        return None
+    institutions = frozenset(
+        session.scalars(
+            select(PatientRecord.institution_id).where(PatientRecord.person_id == person_id)
+        ).all()
+    )
+    consent = consent_rules.in_force(session, person_id)
+    return policy.PatientFacts(
+        patient_id=person_id,
+        institution_ids=institutions,
+        sharing_consent=consent.status == "granted",
+        excluded_institution_ids=frozenset(consent.excluded_institution_ids),
+    )
+
+
+def _facts_or_404(session: Session, person_id: uuid.UUID) -> policy.PatientFacts:
+    found = facts(session, person_id)
+    if found is None:
+        raise NotFound(f"No patient with id {person_id}.")
+    return found
+
+
+# --- register -------------------------------------------------------------------------
+
+
+def _resident_id(data: PatientCreate) -> identity.ResidentId | None:
+    raw = data.id_number or next(
+        (i.value for i in data.identifiers if i.system is IdentifierSystem.RESIDENT_ID), None
+    )
+    if raw is None:
+        return None
+    try:
+        resident = identity.parse(raw)
+        identity.check_agreement(resident, birth_date=data.birth_date, sex=data.sex)
+    except IdNumberError as exc:
+        raise InvalidInput(str(exc), field="id_number", reason=exc.reason) from exc
+    return resident
+
+
+def register(
+    *,
+    session: Session,
+    actor: Actor,
+    data: PatientCreate,
+    idempotency_key: str | None = None,
+) -> RegistrationResult:
+    if not actor.can(Permission.PATIENT_WRITE):
+        raise PermissionDenied(f"Role {actor.role} may not register patients.")
+    institution = _registering_institution(session, actor, data.institution_code)
+    key = None if idempotency_key is None else f"{institution.id}:{idempotency_key}"
+    if key is not None:
+        earlier = session.scalar(select(PatientRecord).where(PatientRecord.idempotency_key == key))
+        if earlier is not None:
+            return _result(session, actor, earlier, created=False)
+    resident = _resident_id(data)
+    if data.mrn and session.scalar(
+        select(PatientRecord.id).where(
+            PatientRecord.institution_id == institution.id, PatientRecord.mrn == data.mrn
+        )
+    ):
+        raise Conflict(
+            f"Medical record number {data.mrn!r} is already used at {institution.code}.",
+            field="mrn",
+        )
+    pinyin = names.full_pinyin(data.family_name, data.given_name)
+    record = PatientRecord(
+        institution_id=institution.id,
+        mrn=data.mrn,
+        family_name=data.family_name,
+        given_name=data.given_name,
+        name=_full_name(data.family_name, data.given_name),
+        name_pinyin=pinyin,
+        name_initials=names.initials(pinyin),
+        name_pinyin_compact=pinyin.replace(" ", ""),
+        sex=data.sex,
+        birth_date=data.birth_date,
+        id_number=None if resident is None else resident.number,
+        phones=list(dict.fromkeys(data.phones)),
+        province=data.province,
+        city=data.city,
+        district=data.district,
+        street=data.street,
+        postcode=data.postcode,
+        emergency_contact=None
+        if data.emergency_contact is None
+        else data.emergency_contact.model_dump(),
+        pregnancy_status=data.pregnancy_status,
+        pregnancy_recorded_at=utcnow(),
+        idempotency_key=key,
+        created_by=actor.user_id,
+    )
+    match = matching.match_new_record(session, record)
+    person = session.get(Person, match.person_id) if match.person_id else None
+    if person is None:
+        person = Person(
+            family_name=record.family_name,
+            given_name=record.given_name,
+            name=record.name,
+            name_pinyin=record.name_pinyin,
+            name_initials=record.name_initials,
+            sex=record.sex,
+            birth_date=record.birth_date,
+            active=True,
+            version=0,
+        )
+        session.add(person)
+        session.flush()
+    record.person_id = person.id
+    record.link_method, record.link_score = match.method, match.score
+    session.add(record)
+    session.flush()
+    _add_identifiers(session, record, data, institution.code)
+    golden.refresh(session, person)
+    audit.record(
+        session,
+        actor,
+        action="create",
+        resource_type=RESOURCE,
+        resource_id=record.id,
+        patient_id=person.id,
+        purpose_of_use=policy.PURPOSE_TREATMENT,
+        detail={"institution": institution.code, "link_method": str(match.method)},
+    )
+    return _result(session, actor, record, created=True)
+
+
+def _full_name(family: str, given: str) -> str:
+    return family + given if names.has_han(family + given) else f"{given} {family}"
+
+
+def _registering_institution(session: Session, actor: Actor, code: str | None) -> Institution:
+    if code is None:
+        if actor.institution_id is None:
+            raise InvalidInput("Name the registering institution.", field="institution_code")
+        found = alliance_service.institution_by_id(session, actor.institution_id)
+    else:
+        found = alliance_service.find_institution(session, code)
+    if found is None:
+        raise InvalidInput(f"No institution with code {code!r}.", field="institution_code")
+    if found.id != actor.institution_id:
+        raise PermissionDenied("You can only register patients at your own institution.")
+    return found
+
+
+def _add_identifiers(
+    session: Session, record: PatientRecord, data: PatientCreate, institution_code: str
+) -> None:
+    wanted: dict[tuple[IdentifierSystem, str], str | None] = {}
+    if record.id_number:
+        wanted[(IdentifierSystem.RESIDENT_ID, record.id_number)] = None
+    if record.mrn:
+        wanted[(IdentifierSystem.MRN, record.mrn)] = institution_code
+    for phone in record.phones:
+        wanted[(IdentifierSystem.PHONE, phone)] = None
+    for ident in data.identifiers:
+        if ident.system is IdentifierSystem.RESIDENT_ID:
+            continue  # normalised above
+        wanted.setdefault((ident.system, ident.value), ident.assigner)
+    session.add_all(
+        PatientIdentifier(record_id=record.id, system=system, value=value, assigner=assigner)
+        for (system, value), assigner in wanted.items()
+    )
+    session.flush()
+
+
+def _result(
+    session: Session, actor: Actor, record: PatientRecord, *, created: bool
+) -> RegistrationResult:
+    person = session.get(Person, record.person_id)
+    assert person is not None
+    decision = policy.Decision(True, policy.Basis.SAME_INSTITUTION, "registered here")
+    return RegistrationResult(
+        patient=_read(session, person, decision),
+        record_id=record.id,
+        link_method=record.link_method,
+        created=created,
+    )
+
+
+# --- read -----------------------------------------------------------------------------
+
+
+def get(session: Session, actor: Actor, person_id: uuid.UUID) -> PatientRead:
+    facts_ = _facts_or_404(session, person_id)
+    decision = policy.enforce(
+        session,
+        actor,
+        facts_,
+        policy.AccessAction.READ,
+        resource_type=RESOURCE,
+        resource_id=person_id,
+    )
+    person = session.get(Person, person_id)
+    assert person is not None
+    return _read(session, person, decision)
+
+
+def _read(session: Session, person: Person, decision: policy.Decision) -> PatientRead:
+    records = golden.records_of(session, person.id)
+    codes = alliance_service.institution_codes(session, [r.institution_id for r in records])
+    identifiers: dict[uuid.UUID, list[IdentifierRead]] = {}
+    for ident in session.scalars(
+        select(PatientIdentifier).where(PatientIdentifier.record_id.in_([r.id for r in records]))
+    ):
+        identifiers.setdefault(ident.record_id, []).append(IdentifierRead.model_validate(ident))
+    sources = []
+    for rec in records:
+        item = SourceRecordRead.model_validate(rec)
+        item.institution_code = codes.get(rec.institution_id, "")
+        item.identifiers = identifiers.get(rec.id, [])
+        sources.append(item)
+    newest = records[0] if records else None
+    return PatientRead(
+        id=person.id,
+        name=person.name,
+        family_name=person.family_name,
+        given_name=person.given_name,
+        name_pinyin=person.name_pinyin,
+        name_initials=person.name_initials,
+        sex=person.sex,
+        birth_date=person.birth_date,
+        id_number=person.id_number,
+        phone=person.phone,
+        province=person.province,
+        city=person.city,
+        district=person.district,
+        pregnancy_status=newest.pregnancy_status if newest else PregnancyStatus.UNKNOWN,
+        consent=consent_rules.in_force(session, person.id),
+        access_basis=str(decision.basis),
+        records=sources,
+    )
+
+
+def is_pregnant(session: Session, person_id: uuid.UUID) -> bool | None:
+    """For the safety checks of other domains: the newest recorded status."""
+    record = session.scalar(
+        select(PatientRecord)
+        .where(PatientRecord.person_id == person_id)
+        .order_by(PatientRecord.pregnancy_recorded_at.desc().nulls_last())
+        .limit(1)
+    )
+    if record is None or record.pregnancy_status == "unknown":
+        return None
+    return record.pregnancy_status == "pregnant"
+
+
+# --- update ---------------------------------------------------------------------------
+
+
+def update_record(
+    *, session: Session, actor: Actor, record_id: uuid.UUID, data: PatientUpdate
+) -> PatientRead:
+    record = session.get(PatientRecord, record_id)
+    if record is None:
+        raise NotFound(f"No patient record {record_id}.")
+    facts_ = _facts_or_404(session, record.person_id)
+    policy.enforce(
+        session,
+        actor,
+        facts_,
+        policy.AccessAction.WRITE,
+        resource_type=RESOURCE,
+        resource_id=record.id,
+        audit_action="update",
+    )
+    if record.institution_id != actor.institution_id:
+        raise PermissionDenied("Only the institution that registered a record may change it.")
+    changes = data.model_dump(exclude_unset=True)
+    if changes.get("emergency_contact") is not None:
+        changes["emergency_contact"] = data.emergency_contact.model_dump()  # type: ignore[union-attr]
+    for key, value in changes.items():
+        setattr(record, key, value)
+    if {"family_name", "given_name"} & changes.keys():
+        record.name = _full_name(record.family_name, record.given_name)
+        record.name_pinyin = names.full_pinyin(record.family_name, record.given_name)
+        record.name_initials = names.initials(record.name_pinyin)
+        record.name_pinyin_compact = record.name_pinyin.replace(" ", "")
+    if "pregnancy_status" in changes:
+        record.pregnancy_recorded_at = utcnow()
+    if "phones" in changes:
+        _replace_phones(session, record)
+    person = session.get(Person, record.person_id)
+    assert person is not None
+    golden.refresh(session, person)
+    return _read(session, person, policy.Decision(True, policy.Basis.SAME_INSTITUTION, "update"))
+
+
+def _replace_phones(session: Session, record: PatientRecord) -> None:
+    for ident in session.scalars(
+        select(PatientIdentifier).where(
+            PatientIdentifier.record_id == record.id,
+            PatientIdentifier.system == IdentifierSystem.PHONE,
+        )
+    ):
+        session.delete(ident)
+    session.flush()
+    session.add_all(
+        PatientIdentifier(record_id=record.id, system=IdentifierSystem.PHONE, value=phone)
+        for phone in dict.fromkeys(record.phones)
+    )
+
+
+# --- consent --------------------------------------------------------------------------
+
+
+def record_consent(
+    *, session: Session, actor: Actor, person_id: uuid.UUID, data: ConsentIn
+) -> ConsentRead:
+    facts_ = _facts_or_404(session, person_id)
+    policy.enforce(
+        session,
+        actor,
+        facts_,
+        policy.AccessAction.WRITE,
+        resource_type="Consent",
+        resource_id=person_id,
+        audit_action="consent.record",
+    )
+    excluded: list[str] = []
+    for code in data.excluded_institution_codes:
+        institution = alliance_service.find_institution(session, code)
+        if institution is None:
+            raise InvalidInput(
+                f"No institution with code {code!r}.", field="excluded_institution_codes"
+            )
+        excluded.append(str(institution.id))
+    row = Consent(
+        person_id=person_id,
+        status=data.status,
+        excluded_institution_ids=excluded,
+        note=data.note,
+        recorded_by=actor.user_id,
+        recorded_at_institution_id=actor.institution_id,
+        recorded_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return consent_rules.to_read(row)
+
+
+def consent_history(session: Session, actor: Actor, person_id: uuid.UUID) -> list[ConsentRead]:
+    facts_ = _facts_or_404(session, person_id)
+    policy.enforce(
+        session,
+        actor,
+        facts_,
+        policy.AccessAction.READ,
+        resource_type="Consent",
+        resource_id=person_id,
+    )
+    return [consent_rules.to_read(c) for c in consent_rules.history(session, person_id)]
+
+
+# --- search ---------------------------------------------------------------------------
+
+SEARCH_CANDIDATES = 500
+
+
+def search(
+    session: Session, actor: Actor, q: str, *, limit: int, offset: int
+) -> list[PatientSummary]:
+    """Find people by name, pinyin, initials, identifier or phone.
+
+    Hits are limited to people the actor may see: registered at the actor's
+    institution, or sharing alliance-wide without excluding it.
+    """
+    if not actor.can(Permission.PATIENT_READ):
+        raise PermissionDenied(f"Role {actor.role} may not search patients.")
+    text = q.strip()
+    if not text:
+        raise InvalidInput("Type a name, pinyin, initials, ID number or phone.", field="q")
+    person_ids = _candidate_person_ids(session, text)
+    visible = [pid for pid in person_ids if _may_discover(session, actor, pid)]
+    page = visible[offset : offset + limit]
+    audit.record(
+        session,
+        actor,
+        action="search",
+        resource_type=RESOURCE,
+        detail={"query": text, "returned": len(page)},
+    )
+    return [_summary(session, pid) for pid in page]
+
+
+def _candidate_person_ids(session: Session, text: str) -> list[uuid.UUID]:
+    conditions: list[ColumnElement[bool]] = []
+    compact = text.replace(" ", "")
+    ident_values = {compact, compact.upper()}
+    with contextlib.suppress(IdNumberError):
+        ident_values.add(identity.parse(compact).number)
+    ident_records = select(PatientIdentifier.record_id).where(
+        PatientIdentifier.value.in_(ident_values)
+    )
+    conditions.append(PatientRecord.id.in_(ident_records))
+    if names.has_han(text):
+        conditions.append(PatientRecord.name.startswith(compact, autoescape=True))
+        pinyin = names.query_pinyin(compact)
+        if pinyin:
+            conditions.append(PatientRecord.name_pinyin == pinyin)  # homophones
+    elif compact.isalpha():
+        latin = names.normalise_latin(text)
+        conditions.append(PatientRecord.name_pinyin.startswith(latin, autoescape=True))
+        conditions.append(
+            PatientRecord.name_pinyin_compact.startswith(latin.replace(" ", ""), autoescape=True)
+        )
+        conditions.append(PatientRecord.name_initials == latin.replace(" ", ""))
+    rows = session.execute(
+        select(PatientRecord.person_id)
+        .where(or_(*conditions))
+        .group_by(PatientRecord.person_id)
+        .order_by(PatientRecord.person_id)
+        .limit(SEARCH_CANDIDATES)
+    ).all()
+    return [row[0] for row in rows]
+
+
+def _may_discover(session: Session, actor: Actor, person_id: uuid.UUID) -> bool:
+    facts_ = facts(session, person_id)
+    if facts_ is None:
+        return False
+    if actor.institution_id in facts_.institution_ids:
+        return True
+    if facts_.sharing_consent and actor.institution_id not in facts_.excluded_institution_ids:
+        return True
+    return policy.active_break_glass(session, actor, person_id) is not None
+
+
+def _summary(session: Session, person_id: uuid.UUID) -> PatientSummary:
+    person = session.get(Person, person_id)
+    assert person is not None
+    records = golden.records_of(session, person_id)
+    codes = alliance_service.institution_codes(session, [r.institution_id for r in records])
+    return PatientSummary(
+        id=person.id,
+        name=person.name,
+        name_pinyin=person.name_pinyin,
+        sex=person.sex,
+        birth_date=person.birth_date,
+        age=_age(person.birth_date),
+        id_number_masked=_mask(person.id_number, keep_start=6, keep_end=4),
+        phone_masked=_mask(person.phone, keep_start=3, keep_end=4),
+        institutions=sorted(
+            {codes[r.institution_id] for r in records if r.institution_id in codes}
+        ),
+    )
+
+
+def _age(born: date | None) -> int | None:
+    if born is None:
+        return None
+    today = date.today()  # noqa: DTZ011
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _mask(value: str | None, *, keep_start: int, keep_end: int) -> str | None:
+    if not value:
+        return None
+    if len(value) <= keep_start + keep_end:
+        return "*" * len(value)
+    return value[:keep_start] + "*" * (len(value) - keep_start - keep_end) + value[-keep_end:]
