@@ -21,6 +21,7 @@ from tests.factories.alliance import AllianceFactory, InstitutionFactory
 ID_WANG = "11010519491231002X"  # GB 11643's example: a woman born 1949-12-31
 
 Headers = Callable[[Actor], dict[str, str]]
+TOMORROW = (date.today() + timedelta(days=1)).isoformat()  # noqa: DTZ011 - a calendar date
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def test_second_member_links_by_resident_id(
         ({"birth_date": "1950-01-01"}, "id_number", "1949-12-31"),
         ({"sex": "male"}, "id_number", "woman"),
         (
-            {"birth_date": (date.today() + timedelta(days=1)).isoformat()  # noqa: DTZ011, "id_number": None},
+            {"birth_date": TOMORROW, "id_number": None},
             "birth_date",
             "future",
         ),
