@@ -9,15 +9,17 @@ deadline and the whole run is wrapped in a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
+import signal
 import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
@@ -51,7 +53,7 @@ class Options:
     duration: float = 10.0
     warmup: float = 2.0
     concurrency: int = 8
-    rounds: int = 2
+    rounds: int = 3
 
 
 @dataclass(slots=True)
@@ -91,6 +93,13 @@ class LoadResult:
     @property
     def client_cpu_pct(self) -> float:
         return 100 * self.client_cpu_s / self.window_s if self.window_s > 0 else 0.0
+
+    @property
+    def server_cpu_us_per_request(self) -> float | None:
+        """Server process CPU per request served in the window (the database's excluded)."""
+        if self.server_cpu_s is None or self.requests == 0:
+            return None
+        return 1e6 * self.server_cpu_s / self.requests
 
 
 @dataclass(slots=True)
@@ -135,12 +144,31 @@ class Variant:
     def client_cpu_pct(self) -> float:
         return statistics.median(r.client_cpu_pct for r in self.rounds)
 
+    @property
+    def server_cpu_us_per_request(self) -> float | None:
+        values = [r.server_cpu_us_per_request for r in self.rounds]
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
 
 @dataclass(frozen=True, slots=True)
 class Ratio:
     label: str
     value: float
     meaning: str
+    per_round: tuple[float, ...] = ()
+
+
+def ratios_per_round(
+    numerator: Variant, denominator: Variant, figure: Callable[[LoadResult], float | None]
+) -> tuple[float, ...]:
+    """The ratio within each round (round i of one variant against round i of the other)."""
+    result = []
+    for top, bottom in zip(numerator.rounds, denominator.rounds, strict=False):
+        a, b = figure(top), figure(bottom)
+        if a is not None and b:
+            result.append(a / b)
+    return tuple(result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,9 +331,7 @@ class UvicornServer:
         command += [self.app, "--host", LOOPBACK, "--port", str(self.port)]
         command += ["--workers", "1", "--log-level", "warning"]
         env = {**os.environ, **self.env}
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
-        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
@@ -385,6 +411,28 @@ def _require_loopback(url: str) -> None:
         raise BenchmarkError(f"The load generator only targets loopback addresses, not {host!r}.")
 
 
+class Interrupted(Exception):
+    """SIGTERM arrived during a load phase; the phase stopped cleanly."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(stop: asyncio.Event) -> Iterator[None]:
+    """While loading, SIGTERM sets ``stop`` (workers finish their request and return)
+    instead of raising inside the event loop, which would leave tasks that never end."""
+    previous = signal.getsignal(signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    except (NotImplementedError, RuntimeError, ValueError):  # not Unix / not main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
+
+
 @dataclass(slots=True)
 class _Tally:
     window_ok: int = 0
@@ -412,12 +460,17 @@ async def _drive(
     window_start = start + warmup_s
     window_end = window_start + duration_s
     cpu: dict[str, float | None] = {}
+    stop = asyncio.Event()
+
+    async def pause_until(moment: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, moment - time.perf_counter()))
 
     async def sample_cpu() -> None:
-        await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
+        await pause_until(window_start)
         cpu["server0"] = None if server_pid is None else process_cpu_seconds(server_pid)
         cpu["client0"] = time.process_time()
-        await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
+        await pause_until(window_end)
         cpu["server1"] = None if server_pid is None else process_cpu_seconds(server_pid)
         cpu["client1"] = time.process_time()
 
@@ -429,7 +482,7 @@ async def _drive(
     ) as client:
 
         async def worker() -> None:
-            while time.perf_counter() < window_end:
+            while time.perf_counter() < window_end and not stop.is_set():
                 began = time.perf_counter()
                 try:
                     response = await client.get(url)
@@ -452,10 +505,13 @@ async def _drive(
                         tally.error_samples.append(problem)
 
         tasks = [worker() for _ in range(concurrency)]
-        await asyncio.wait_for(
-            asyncio.gather(sample_cpu(), *tasks),
-            timeout=warmup_s + duration_s + REQUEST_TIMEOUT_S + 10,
-        )
+        with _stop_on_sigterm(stop):
+            await asyncio.wait_for(
+                asyncio.gather(sample_cpu(), *tasks),
+                timeout=warmup_s + duration_s + REQUEST_TIMEOUT_S + 10,
+            )
+    if stop.is_set():
+        raise Interrupted
 
     server_cpu: float | None = None
     server0, server1 = cpu.get("server0"), cpu.get("server1")
@@ -491,15 +547,18 @@ def run_load(
     the warm-up and the requests still in flight at the end (they reach the server too).
     """
     _require_loopback(url)
-    return asyncio.run(
-        _drive(
-            label=label,
-            url=url,
-            headers=headers,
-            concurrency=options.concurrency,
-            warmup_s=options.warmup,
-            duration_s=options.duration,
-            server_pid=server_pid,
-            expect_status=expect_status,
+    try:
+        return asyncio.run(
+            _drive(
+                label=label,
+                url=url,
+                headers=headers,
+                concurrency=options.concurrency,
+                warmup_s=options.warmup,
+                duration_s=options.duration,
+                server_pid=server_pid,
+                expect_status=expect_status,
+            )
         )
-    )
+    except Interrupted:
+        raise SystemExit(128 + signal.SIGTERM) from None
