@@ -17,6 +17,7 @@ from medalliance.audit.router import router as audit_router
 from medalliance.config import Settings, get_settings
 from medalliance.db.engine import build_engine, build_session_factory
 from medalliance.domains.alliance.router import router as alliance_router
+from medalliance.domains.patients.mpi.router import router as mpi_router
 from medalliance.domains.patients.router import router as patients_router
 from medalliance.jobs.router import router as jobs_router
 
@@ -85,6 +86,7 @@ def create_app(
         access_router,
         alliance_router,
         patients_router,
+        mpi_router,
         audit_router,
         jobs_router,
     )

@@ -14,6 +14,7 @@ MODULES = (
     "medalliance.access.jobs",
     "medalliance.audit.jobs",
     "medalliance.domains.patients.models",
+    "medalliance.domains.patients.mpi.models",
     "medalliance.domains.patients.providers",
 )
 

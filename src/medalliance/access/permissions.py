@@ -20,6 +20,7 @@ class Permission(StrEnum):
     BREAK_GLASS = "access:break-glass"
     BREAK_GLASS_REVIEW = "access:break-glass-review"
     DEVICE_INGEST = "device:ingest"
+    MPI_REVIEW = "mpi:review"  # the MPI review queue, link and unlink
 
 
 _CLINICAL = {
@@ -48,8 +49,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.USERS_MANAGE,
         }
     ),
-    Role.CLINICIAN: frozenset(_CLINICAL),
-    Role.NURSE: frozenset(_CLINICAL | {Permission.BEDS_UPDATE}),
+    Role.CLINICIAN: frozenset(_CLINICAL | {Permission.MPI_REVIEW}),
+    Role.NURSE: frozenset(_CLINICAL | {Permission.BEDS_UPDATE, Permission.MPI_REVIEW}),
     Role.PHARMACIST: frozenset(_CLINICAL),
     Role.CARE_MANAGER: frozenset(_CLINICAL),
     # Researchers work on de-identified exports (analytics), never on identified records.

@@ -215,3 +215,18 @@ def enforce(
     if not decision.allowed:
         raise PermissionDenied(f"Access to this patient's data is denied: {decision.reason}.")
     return decision
+
+
+def may_discover(session: Session, actor: Actor, facts: PatientFacts) -> bool:
+    """May the actor learn that this patient exists (a search hit, an MPI link target)?
+
+    Weaker than reading the record: the patient is registered at the actor's
+    institution, or shares alliance-wide without excluding it, or the glass is broken.
+    """
+    if not actor.can(Permission.PATIENT_READ):
+        return False
+    if actor.institution_id is not None and actor.institution_id in facts.institution_ids:
+        return True
+    if facts.sharing_consent and actor.institution_id not in facts.excluded_institution_ids:
+        return True
+    return active_break_glass(session, actor, facts.patient_id) is not None

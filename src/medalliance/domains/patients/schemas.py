@@ -174,6 +174,9 @@ class RegistrationResult(BaseModel):
     record_id: uuid.UUID
     link_method: LinkMethod
     created: bool = Field(description="False when an idempotent retry returned the first result")
+    review_candidates: int = Field(
+        default=0, description="Uncertain matches queued for a person to review"
+    )
 
 
 class ConsentIn(_Strict):

@@ -27,6 +27,7 @@ from medalliance.domains.patients.models import (
     PregnancyStatus,
 )
 from medalliance.domains.patients.mpi import matching
+from medalliance.domains.patients.mpi import service as mpi_service
 from medalliance.domains.patients.schemas import (
     ConsentIn,
     ConsentRead,
@@ -167,6 +168,7 @@ def register(
     session.flush()
     _add_identifiers(session, record, data, institution.code)
     golden.refresh(session, person)
+    queued = mpi_service.after_registration(session, actor, record, match)
     audit.record(
         session,
         actor,
@@ -175,9 +177,15 @@ def register(
         resource_id=record.id,
         patient_id=person.id,
         purpose_of_use=policy.PURPOSE_TREATMENT,
-        detail={"institution": institution.code, "link_method": str(match.method)},
+        detail={
+            "institution": institution.code,
+            "link_method": str(match.method),
+            "review_candidates": queued,
+        },
     )
-    return _result(session, actor, record, created=True)
+    result = _result(session, actor, record, created=True)
+    result.review_candidates = queued
+    return result
 
 
 def _full_name(family: str, given: str) -> str:
@@ -472,13 +480,7 @@ def _candidate_person_ids(session: Session, text: str) -> list[uuid.UUID]:
 
 def _may_discover(session: Session, actor: Actor, person_id: uuid.UUID) -> bool:
     facts_ = facts(session, person_id)
-    if facts_ is None:
-        return False
-    if actor.institution_id in facts_.institution_ids:
-        return True
-    if facts_.sharing_consent and actor.institution_id not in facts_.excluded_institution_ids:
-        return True
-    return policy.active_break_glass(session, actor, person_id) is not None
+    return facts_ is not None and policy.may_discover(session, actor, facts_)
 
 
 def _summary(session: Session, person_id: uuid.UUID) -> PatientSummary:

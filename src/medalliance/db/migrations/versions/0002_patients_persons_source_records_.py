@@ -1,8 +1,8 @@
-"""patients: persons, source records, identifiers, consent
+"""patients: persons, source records, identifiers, consent, MPI review and link history
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 10:58:16.370591
+Create Date: 2026-11-23 11:06:20.629758
 """
 
 from __future__ import annotations
@@ -183,6 +183,97 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "mpi_link_events",
+        sa.Column("record_id", sa.Uuid(), nullable=False),
+        sa.Column("from_person_id", sa.Uuid(), nullable=True),
+        sa.Column("to_person_id", sa.Uuid(), nullable=False),
+        sa.Column(
+            "action",
+            sa.Enum(
+                "created",
+                "auto_linked",
+                "linked",
+                "unlinked",
+                name="link_action",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("method", sa.String(length=32), nullable=False),
+        sa.Column("probability", sa.Double(), nullable=True),
+        sa.Column("actor_user_id", sa.Uuid(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("at", medalliance.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["from_person_id"],
+            ["persons.id"],
+            name=op.f("fk_mpi_link_events_from_person_id_persons"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["record_id"],
+            ["patient_records.id"],
+            name=op.f("fk_mpi_link_events_record_id_patient_records"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["to_person_id"], ["persons.id"], name=op.f("fk_mpi_link_events_to_person_id_persons")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mpi_link_events")),
+    )
+    with op.batch_alter_table("mpi_link_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_mpi_link_events_record_id"), ["record_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_mpi_link_events_to_person_id"), ["to_person_id"], unique=False
+        )
+
+    op.create_table(
+        "mpi_review_items",
+        sa.Column("record_id", sa.Uuid(), nullable=False),
+        sa.Column("candidate_record_id", sa.Uuid(), nullable=False),
+        sa.Column("probability", sa.Double(), nullable=False),
+        sa.Column("weight", sa.Double(), nullable=False),
+        sa.Column("comparison", sa.JSON(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "open", "linked", "distinct", name="review_status", native_enum=False, length=16
+            ),
+            nullable=False,
+        ),
+        sa.Column("created_at", medalliance.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decided_by", sa.Uuid(), nullable=True),
+        sa.Column("decided_at", medalliance.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["candidate_record_id"],
+            ["patient_records.id"],
+            name=op.f("fk_mpi_review_items_candidate_record_id_patient_records"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["record_id"],
+            ["patient_records.id"],
+            name=op.f("fk_mpi_review_items_record_id_patient_records"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mpi_review_items")),
+    )
+    with op.batch_alter_table("mpi_review_items", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_mpi_review_items_candidate_record_id"),
+            ["candidate_record_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_mpi_review_items_record_id"), ["record_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_mpi_review_items_status_created", ["status", "created_at"], unique=False
+        )
+
+    op.create_table(
         "patient_identifiers",
         sa.Column("record_id", sa.Uuid(), nullable=False),
         sa.Column(
@@ -231,6 +322,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_patient_identifiers_record_id"))
 
     op.drop_table("patient_identifiers")
+    with op.batch_alter_table("mpi_review_items", schema=None) as batch_op:
+        batch_op.drop_index("ix_mpi_review_items_status_created")
+        batch_op.drop_index(batch_op.f("ix_mpi_review_items_record_id"))
+        batch_op.drop_index(batch_op.f("ix_mpi_review_items_candidate_record_id"))
+
+    op.drop_table("mpi_review_items")
+    with op.batch_alter_table("mpi_link_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mpi_link_events_to_person_id"))
+        batch_op.drop_index(batch_op.f("ix_mpi_link_events_record_id"))
+
+    op.drop_table("mpi_link_events")
     with op.batch_alter_table("patient_records", schema=None) as batch_op:
         batch_op.drop_index("ix_patient_records_person_institution")
         batch_op.drop_index(batch_op.f("ix_patient_records_name_pinyin_compact"))
