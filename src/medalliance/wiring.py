@@ -16,6 +16,8 @@ MODULES = (
     "medalliance.domains.patients.models",
     "medalliance.domains.patients.mpi.models",
     "medalliance.domains.patients.providers",
+    "medalliance.domains.records.models",
+    "medalliance.domains.records.providers",
 )
 
 

@@ -138,17 +138,36 @@ def active_break_glass(
     )
 
 
-def decide(session: Session, actor: Actor, facts: PatientFacts, action: AccessAction) -> Decision:
+def decide(
+    session: Session,
+    actor: Actor,
+    facts: PatientFacts,
+    action: AccessAction,
+    *,
+    owner_institution_id: uuid.UUID | None = None,
+) -> Decision:
+    """Decide for the patient as a whole, or for data written by ``owner_institution_id``.
+
+    For the patient as a whole "same institution" means the patient has a record at
+    the actor's institution; for one institution's data it means that institution
+    wrote it. Data from other members needs consent and care, or the glass broken.
+    """
     needed = Permission.PATIENT_READ if action is AccessAction.READ else Permission.PATIENT_WRITE
     if not actor.is_authenticated:
         return Decision(False, Basis.DENIED, "not authenticated")
     if not actor.can(needed):
         return Decision(False, Basis.DENIED, f"role {actor.role} may not {action} patient data")
-    if actor.institution_id is not None and actor.institution_id in facts.institution_ids:
+    if owner_institution_id is not None:
+        local = actor.institution_id == owner_institution_id
+    else:
+        local = actor.institution_id is not None and actor.institution_id in facts.institution_ids
+    if local:
         return Decision(
             True,
             Basis.SAME_INSTITUTION,
-            "the patient has a record at your institution",
+            "written at your institution"
+            if owner_institution_id is not None
+            else "the patient has a record at your institution",
             purpose_of_use=PURPOSE_TREATMENT,
         )
     missing: list[str] = []
@@ -188,12 +207,13 @@ def enforce(
     resource_type: str,
     resource_id: str | uuid.UUID | None = None,
     audit_action: str | None = None,
+    owner_institution_id: uuid.UUID | None = None,
 ) -> Decision:
     """Decide, audit the decision, and raise ``PermissionDenied`` when denied.
 
     A denial is audited even though the use case then fails and rolls back.
     """
-    decision = decide(session, actor, facts, action)
+    decision = decide(session, actor, facts, action, owner_institution_id=owner_institution_id)
     detail: dict[str, str] = {"basis": str(decision.basis)}
     if decision.relationship is not None:
         detail["relationship"] = f"{decision.relationship.kind}:{decision.relationship.reference}"

@@ -491,3 +491,20 @@ def sharing_default_for(session: Session, institution_id: uuid.UUID) -> SharingD
     )
     alliance = None if alliance_id is None else session.get(Alliance, alliance_id)
     return SharingDefault.OPT_IN if alliance is None else alliance.sharing_default
+
+
+def department_institution(session: Session, department_id: uuid.UUID) -> uuid.UUID | None:
+    """Which institution a department belongs to (for other domains' checks)."""
+    return session.scalar(select(Department.institution_id).where(Department.id == department_id))
+
+
+def practitioner_institution(session: Session, practitioner_id: uuid.UUID) -> uuid.UUID | None:
+    return session.scalar(
+        select(Practitioner.institution_id).where(Practitioner.id == practitioner_id)
+    )
+
+
+def institutions_by_id(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Institution]:
+    if not ids:
+        return {}
+    return {i.id: i for i in session.scalars(select(Institution).where(Institution.id.in_(ids)))}

@@ -516,3 +516,32 @@ def _mask(value: str | None, *, keep_start: int, keep_end: int) -> str | None:
     if len(value) <= keep_start + keep_end:
         return "*" * len(value)
     return value[:keep_start] + "*" * (len(value) - keep_start - keep_end) + value[-keep_end:]
+
+
+# --- for other domains ----------------------------------------------------------------
+
+
+def local_record(
+    session: Session, person_id: uuid.UUID, institution_id: uuid.UUID
+) -> PatientRecord | None:
+    """The person's source record at one institution (the newest, if several)."""
+    return session.scalar(
+        select(PatientRecord)
+        .where(PatientRecord.person_id == person_id, PatientRecord.institution_id == institution_id)
+        .order_by(PatientRecord.created_at.desc())
+        .limit(1)
+    )
+
+
+def record_ids_of(session: Session, person_id: uuid.UUID) -> list[uuid.UUID]:
+    return list(
+        session.scalars(select(PatientRecord.id).where(PatientRecord.person_id == person_id))
+    )
+
+
+def person_of_record(session: Session, record_id: uuid.UUID) -> uuid.UUID | None:
+    return session.scalar(select(PatientRecord.person_id).where(PatientRecord.id == record_id))
+
+
+def facts_or_404(session: Session, person_id: uuid.UUID) -> policy.PatientFacts:
+    return _facts_or_404(session, person_id)

@@ -1,0 +1,2 @@
+"""The longitudinal record: encounters, integrated diagnoses, allergies, medications,
+notes (including the TCM four examinations) and procedures, from every member."""

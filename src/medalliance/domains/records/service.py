@@ -1,0 +1,310 @@
+"""Writing the longitudinal record. Entries are written at the actor's institution,
+on the patient's source record there, after the access policy allowed the write."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medalliance.access import policy
+from medalliance.db.base import Base
+from medalliance.domains.alliance import service as alliance_service
+from medalliance.domains.patients import service as patients_service
+from medalliance.domains.records import schemas
+from medalliance.domains.records.models import (
+    Allergy,
+    ClinicalNote,
+    ClinicalStatus,
+    Diagnosis,
+    Encounter,
+    EncounterStatus,
+    MedicationStatement,
+    MedicationStatus,
+    Procedure,
+)
+from medalliance.kernel.actor import Actor
+from medalliance.kernel.clock import utcnow
+from medalliance.kernel.errors import Conflict, InvalidInput, NotFound
+
+T = TypeVar("T", bound=Base)
+
+
+def _local_record_for_write(
+    session: Session, actor: Actor, person_id: uuid.UUID, resource_type: str
+) -> uuid.UUID:
+    facts = patients_service.facts_or_404(session, person_id)
+    policy.enforce(
+        session,
+        actor,
+        facts,
+        policy.AccessAction.WRITE,
+        resource_type=resource_type,
+        resource_id=person_id,
+        audit_action="create",
+    )
+    assert actor.institution_id is not None
+    record = patients_service.local_record(session, person_id, actor.institution_id)
+    if record is None:
+        raise Conflict(
+            "The patient is not registered at your institution yet: register them here first "
+            "(the MPI links the registration to this person).",
+            field="patient_id",
+        )
+    return record.id
+
+
+def _own_encounter(session: Session, actor: Actor, encounter_id: uuid.UUID, what: str) -> Encounter:
+    encounter = session.get(Encounter, encounter_id)
+    if encounter is None:
+        raise NotFound(f"No encounter {encounter_id}.")
+    person_id = patients_service.person_of_record(session, encounter.patient_record_id)
+    assert person_id is not None
+    facts = patients_service.facts_or_404(session, person_id)
+    policy.enforce(
+        session,
+        actor,
+        facts,
+        policy.AccessAction.WRITE,
+        resource_type=what,
+        resource_id=encounter_id,
+        audit_action="create",
+        owner_institution_id=encounter.institution_id,
+    )
+    return encounter
+
+
+def create_encounter(
+    *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.EncounterCreate
+) -> Encounter:
+    record_id = _local_record_for_write(session, actor, person_id, "Encounter")
+    if (
+        data.department_id is not None
+        and alliance_service.department_institution(session, data.department_id)
+        != actor.institution_id
+    ):
+        raise InvalidInput("The department is not part of your institution.", field="department_id")
+    if (
+        data.practitioner_id is not None
+        and alliance_service.practitioner_institution(session, data.practitioner_id)
+        != actor.institution_id
+    ):
+        raise InvalidInput(
+            "The practitioner does not work at your institution.", field="practitioner_id"
+        )
+    assert actor.institution_id is not None
+    encounter = Encounter(
+        patient_record_id=record_id,
+        institution_id=actor.institution_id,
+        recorded_by=actor.user_id,
+        department_id=data.department_id,
+        practitioner_id=data.practitioner_id or actor.practitioner_id,
+        encounter_class=data.encounter_class,
+        status=data.status,
+        start=data.start,
+        end=data.end,
+        reason=data.reason,
+    )
+    session.add(encounter)
+    session.flush()
+    return encounter
+
+
+def update_encounter(
+    *, session: Session, actor: Actor, encounter_id: uuid.UUID, data: schemas.EncounterUpdate
+) -> Encounter:
+    encounter = _own_encounter(session, actor, encounter_id, "Encounter")
+    changes = data.model_dump(exclude_unset=True)
+    if changes.get("end") is not None and changes["end"] < encounter.start:
+        raise InvalidInput("end is before the encounter's start", field="end")
+    for key, value in changes.items():
+        setattr(encounter, key, value)
+    if encounter.status is EncounterStatus.FINISHED and encounter.end is None:
+        encounter.end = utcnow()
+    session.flush()
+    return encounter
+
+
+def add_diagnosis(
+    *, session: Session, actor: Actor, encounter_id: uuid.UUID, data: schemas.DiagnosisCreate
+) -> Diagnosis:
+    encounter = _own_encounter(session, actor, encounter_id, "Condition")
+    diagnosis = Diagnosis(
+        **data.model_dump(),
+        encounter_id=encounter.id,
+        patient_record_id=encounter.patient_record_id,
+        institution_id=encounter.institution_id,
+        recorded_by=actor.user_id,
+        recorded_at=utcnow(),
+    )
+    session.add(diagnosis)
+    session.flush()
+    return diagnosis
+
+
+def add_note(
+    *, session: Session, actor: Actor, encounter_id: uuid.UUID, data: schemas.NoteCreate
+) -> ClinicalNote:
+    encounter = _own_encounter(session, actor, encounter_id, "ClinicalNote")
+    note = ClinicalNote(
+        encounter_id=encounter.id,
+        patient_record_id=encounter.patient_record_id,
+        institution_id=encounter.institution_id,
+        recorded_by=actor.user_id,
+        kind=data.kind,
+        text=data.text,
+        tcm_exam=None if data.tcm_exam is None else data.tcm_exam.model_dump(exclude_none=True),
+        recorded_at=utcnow(),
+    )
+    session.add(note)
+    session.flush()
+    return note
+
+
+def add_procedure(
+    *, session: Session, actor: Actor, encounter_id: uuid.UUID, data: schemas.ProcedureCreate
+) -> Procedure:
+    encounter = _own_encounter(session, actor, encounter_id, "Procedure")
+    procedure = Procedure(
+        **data.model_dump(),
+        encounter_id=encounter.id,
+        patient_record_id=encounter.patient_record_id,
+        institution_id=encounter.institution_id,
+        recorded_by=actor.user_id,
+    )
+    session.add(procedure)
+    session.flush()
+    return procedure
+
+
+def add_allergy(
+    *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.AllergyCreate
+) -> Allergy:
+    record_id = _local_record_for_write(session, actor, person_id, "AllergyIntolerance")
+    assert actor.institution_id is not None
+    allergy = Allergy(
+        **data.model_dump(),
+        patient_record_id=record_id,
+        institution_id=actor.institution_id,
+        recorded_by=actor.user_id,
+        status=ClinicalStatus.ACTIVE,
+        recorded_at=utcnow(),
+    )
+    session.add(allergy)
+    session.flush()
+    return allergy
+
+
+def add_medication(
+    *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.MedicationCreate
+) -> MedicationStatement:
+    record_id = _local_record_for_write(session, actor, person_id, "MedicationStatement")
+    assert actor.institution_id is not None
+    statement = MedicationStatement(
+        **data.model_dump(),
+        patient_record_id=record_id,
+        institution_id=actor.institution_id,
+        recorded_by=actor.user_id,
+        recorded_at=utcnow(),
+    )
+    session.add(statement)
+    session.flush()
+    return statement
+
+
+STATUS_TYPES: dict[str, tuple[type[Any], type[Any]]] = {
+    "diagnoses": (Diagnosis, ClinicalStatus),
+    "allergies": (Allergy, ClinicalStatus),
+    "medications": (MedicationStatement, MedicationStatus),
+}
+
+
+def set_status(
+    *, session: Session, actor: Actor, kind: str, entry_id: uuid.UUID, status: str
+) -> Any:
+    """Resolve, stop or mark entered-in-error; only the writing institution may."""
+    model, statuses = STATUS_TYPES[kind]
+    entry = session.get(model, entry_id)
+    if entry is None:
+        raise NotFound(f"No {kind[:-1]} {entry_id}.")
+    try:
+        new_status = statuses(status)
+    except ValueError as exc:
+        allowed = ", ".join(s.value for s in statuses)
+        raise InvalidInput(f"status must be one of {allowed}", field="status") from exc
+    person_id = patients_service.person_of_record(session, entry.patient_record_id)
+    assert person_id is not None
+    policy.enforce(
+        session,
+        actor,
+        patients_service.facts_or_404(session, person_id),
+        policy.AccessAction.WRITE,
+        resource_type=model.__name__,
+        resource_id=entry_id,
+        audit_action="update",
+        owner_institution_id=entry.institution_id,
+    )
+    if entry.institution_id != actor.institution_id:
+        raise InvalidInput(
+            "Only the institution that wrote an entry may change it.", field="status"
+        )
+    entry.status = new_status
+    session.flush()
+    return entry
+
+
+# --- reads for other domains (the caller has already passed the policy) ----------------
+
+
+def active_medications(session: Session, person_id: uuid.UUID) -> list[MedicationStatement]:
+    records = patients_service.record_ids_of(session, person_id)
+    return list(
+        session.scalars(
+            select(MedicationStatement).where(
+                MedicationStatement.patient_record_id.in_(records),
+                MedicationStatement.status == MedicationStatus.ACTIVE,
+            )
+        )
+    )
+
+
+def active_allergies(session: Session, person_id: uuid.UUID) -> list[Allergy]:
+    records = patients_service.record_ids_of(session, person_id)
+    return list(
+        session.scalars(
+            select(Allergy).where(
+                Allergy.patient_record_id.in_(records), Allergy.status == ClinicalStatus.ACTIVE
+            )
+        )
+    )
+
+
+def get_encounter(
+    session: Session, actor: Actor, encounter_id: uuid.UUID
+) -> tuple[Encounter, list[Diagnosis], list[ClinicalNote], list[Procedure]]:
+    encounter = session.get(Encounter, encounter_id)
+    if encounter is None:
+        raise NotFound(f"No encounter {encounter_id}.")
+    person_id = patients_service.person_of_record(session, encounter.patient_record_id)
+    assert person_id is not None
+    policy.enforce(
+        session,
+        actor,
+        patients_service.facts_or_404(session, person_id),
+        policy.AccessAction.READ,
+        resource_type="Encounter",
+        resource_id=encounter_id,
+        owner_institution_id=encounter.institution_id,
+    )
+    diagnoses = list(
+        session.scalars(select(Diagnosis).where(Diagnosis.encounter_id == encounter_id))
+    )
+    notes = list(
+        session.scalars(select(ClinicalNote).where(ClinicalNote.encounter_id == encounter_id))
+    )
+    procedures = list(
+        session.scalars(select(Procedure).where(Procedure.encounter_id == encounter_id))
+    )
+    return encounter, diagnoses, notes, procedures
