@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medalliance.audit.models import AuditEvent
-from medalliance.domains.alliance.models import Institution
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.roles import Role
 from tests.factories.access import UserFactory
