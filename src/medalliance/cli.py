@@ -65,6 +65,9 @@ def demo(
     ] = False,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    patients: Annotated[
+        int, typer.Option(help="Synthetic people to register (with duplicates ≈ 1.2×).", min=0)
+    ] = 1700,
 ) -> None:
     """Create, migrate and seed the demo alliance, print the demo accounts, and serve it."""
     from medalliance.db import migrate
@@ -77,7 +80,8 @@ def demo(
     settings = base.model_copy(update={"demo_mode": True, "database_url": url})
     typer.echo(f"Database: {url}")
     migrate.upgrade(url)
-    summary = seed.seed_demo(url)
+    typer.echo("Seeding the demo alliance (the first run takes a minute)…")
+    summary = seed.seed_demo(url, patients=patients)
     typer.echo(summary.describe())
     typer.echo("")
     typer.echo("Demo accounts (password for all: " + seed.DEMO_PASSWORD + "):")

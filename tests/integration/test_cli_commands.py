@@ -73,7 +73,7 @@ def _count(url: str, model: type) -> int:
 
 
 def test_demo_seed_only_is_deterministic_and_idempotent(demo_db: str) -> None:
-    first = runner.invoke(app, ["demo", "--seed-only"])
+    first = runner.invoke(app, ["demo", "--seed-only", "--patients", "40"])
     assert first.exit_code == 0, first.output
     assert "admin" in first.output and "medalliance-demo" in first.output
     counts = {m: _count(demo_db, m) for m in (Institution, Practitioner, Bed, User)}
@@ -81,7 +81,7 @@ def test_demo_seed_only_is_deterministic_and_idempotent(demo_db: str) -> None:
     assert 35 <= counts[Practitioner] <= 50
     assert counts[User] >= 9
 
-    second = runner.invoke(app, ["demo", "--seed-only"])
+    second = runner.invoke(app, ["demo", "--seed-only", "--patients", "40"])
     assert second.exit_code == 0, second.output
     assert "nothing to add" in second.output
     assert {m: _count(demo_db, m) for m in counts} == counts
@@ -93,7 +93,7 @@ def test_demo_seed_only_is_deterministic_and_idempotent(demo_db: str) -> None:
 def test_demo_has_an_account_for_every_role(demo_db: str) -> None:
     from medalliance.kernel.roles import Role
 
-    assert runner.invoke(app, ["demo", "--seed-only"]).exit_code == 0
+    assert runner.invoke(app, ["demo", "--seed-only", "--patients", "40"]).exit_code == 0
     engine = build_engine(demo_db)
     try:
         with build_session_factory(engine)() as session:
@@ -105,7 +105,7 @@ def test_demo_has_an_account_for_every_role(demo_db: str) -> None:
 
 def test_users_create_and_duplicate(demo_db: str) -> None:
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
-    assert runner.invoke(app, ["demo", "--seed-only"]).exit_code == 0
+    assert runner.invoke(app, ["demo", "--seed-only", "--patients", "40"]).exit_code == 0
     args = [
         "users",
         "create",

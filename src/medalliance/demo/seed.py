@@ -16,6 +16,7 @@ from medalliance.audit import service as audit
 from medalliance.db.engine import build_engine, build_session_factory
 from medalliance.db.uow import unit_of_work
 from medalliance.demo import alliance_data as data
+from medalliance.demo.patients import DEMO_PERSONS, seed_patients
 from medalliance.domains.alliance.models import (
     Alliance,
     Bed,
@@ -88,17 +89,17 @@ class SeedSummary:
         return f"Seeded the demo alliance: {parts}."
 
 
-def seed_demo(database_url: str) -> SeedSummary:
+def seed_demo(database_url: str, *, patients: int = DEMO_PERSONS) -> SeedSummary:
     wiring.load_all()
     engine = build_engine(database_url)
     try:
         with unit_of_work(build_session_factory(engine)) as session:
-            return seed(session)
+            return seed(session, patients=patients)
     finally:
         engine.dispose()
 
 
-def seed(session: Session) -> SeedSummary:
+def seed(session: Session, *, patients: int = DEMO_PERSONS) -> SeedSummary:
     summary = SeedSummary()
     rng = random.Random(RANDOM_SEED)  # noqa: S311 - synthetic data
     alliance = _alliance(session, summary)
@@ -108,6 +109,16 @@ def seed(session: Session) -> SeedSummary:
         departments = _departments(session, institution, summary, rng)
         practitioners[code] = _practitioners(session, institution, departments, summary, rng)
     _accounts(session, institutions, practitioners, summary)
+    if patients:
+        seeded = seed_patients(session, list(institutions.values()), persons=patients)
+        for kind, n in (
+            ("patient registrations", seeded.registrations),
+            ("MPI links", seeded.linked),
+            ("MPI review items", seeded.queued),
+            ("encounters", seeded.encounters),
+        ):
+            if n:
+                summary.created[kind] = n
     if summary.created:
         audit.record(
             session,

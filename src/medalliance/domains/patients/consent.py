@@ -32,8 +32,13 @@ def history(session: Session, person_id: uuid.UUID) -> list[Consent]:
     )
 
 
-def _alliance_default(session: Session, person_id: uuid.UUID) -> SharingDefault:
-    institution_id = session.scalar(
+_DEFAULTS_KEY = "medalliance.patients.sharing_defaults"
+
+
+def _alliance_default(
+    session: Session, person_id: uuid.UUID, first_institution_id: uuid.UUID | None
+) -> SharingDefault:
+    institution_id = first_institution_id or session.scalar(
         select(PatientRecord.institution_id)
         .where(PatientRecord.person_id == person_id)
         .order_by(PatientRecord.created_at)
@@ -41,13 +46,21 @@ def _alliance_default(session: Session, person_id: uuid.UUID) -> SharingDefault:
     )
     if institution_id is None:
         return SharingDefault.OPT_IN
-    return alliance_service.sharing_default_for(session, institution_id)
+    # Alliance policy changes rarely: remember it for the rest of this transaction.
+    cache: dict[uuid.UUID, SharingDefault] = session.info.setdefault(_DEFAULTS_KEY, {})
+    if institution_id not in cache:
+        cache[institution_id] = alliance_service.sharing_default_for(session, institution_id)
+    return cache[institution_id]
 
 
-def in_force(session: Session, person_id: uuid.UUID) -> ConsentRead:
+def in_force(
+    session: Session, person_id: uuid.UUID, *, first_institution_id: uuid.UUID | None = None
+) -> ConsentRead:
+    """The consent in force; ``first_institution_id`` (where the person was first
+    registered) spares a query when the caller knows it."""
     row = latest(session, person_id)
     if row is None:
-        default = _alliance_default(session, person_id)
+        default = _alliance_default(session, person_id, first_institution_id)
         status = (
             ConsentStatus.GRANTED if default is SharingDefault.OPT_OUT else ConsentStatus.WITHDRAWN
         )

@@ -56,12 +56,15 @@ def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
     person = session.get(Person, person_id)
     if person is None:
         return None
-    institutions = frozenset(
-        session.scalars(
-            select(PatientRecord.institution_id).where(PatientRecord.person_id == person_id)
-        ).all()
+    ordered = session.scalars(
+        select(PatientRecord.institution_id)
+        .where(PatientRecord.person_id == person_id)
+        .order_by(PatientRecord.created_at)
+    ).all()
+    institutions = frozenset(ordered)
+    consent = consent_rules.in_force(
+        session, person_id, first_institution_id=ordered[0] if ordered else None
     )
-    consent = consent_rules.in_force(session, person_id)
     return policy.PatientFacts(
         patient_id=person_id,
         institution_ids=institutions,
