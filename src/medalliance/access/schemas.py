@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medalliance.access.passwords import MIN_PASSWORD_LENGTH
 from medalliance.kernel.roles import Role
@@ -41,6 +41,14 @@ class UserUpdate(BaseModel):
     password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=256)
     unlock: bool | None = Field(default=None, description="Clear a lockout")
     practitioner_id: uuid.UUID | None = None
+
+    @field_validator("display_name", "role", "active", "password")
+    @classmethod
+    def _required_columns_not_null(cls, value: object) -> object:
+        # A required column may be left out of a PATCH, not set to null (422, not a 500).
+        if value is None:
+            raise ValueError("may be left out, but not set to null")
+        return value
 
 
 class UserRead(BaseModel):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medalliance.domains.alliance.models import (
     BedStatus,
@@ -17,6 +18,15 @@ from medalliance.domains.alliance.models import (
 )
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$"
+
+T = TypeVar("T")
+
+
+def not_null(value: T | None) -> T:
+    """In a PATCH a required column may be left out, not set to null (422, not a 500)."""
+    if value is None:
+        raise ValueError("may be left out, but not set to null")
+    return value
 
 
 class _Strict(BaseModel):
@@ -40,6 +50,11 @@ class AllianceUpdate(_Strict):
     name_en: str | None = Field(default=None, min_length=1, max_length=200)
     region: str | None = Field(default=None, max_length=100)
     sharing_default: SharingDefault | None = None
+
+    @field_validator("name_zh", "name_en", "sharing_default")
+    @classmethod
+    def _required_columns_not_null(cls, value: object) -> object:
+        return not_null(value)
 
 
 class AllianceRead(_Read):
@@ -79,6 +94,11 @@ class InstitutionUpdate(_Strict):
     lead_institution_code: str | None = None
     active: bool | None = None
 
+    @field_validator("name_zh", "name_en", "tier", "type", "active")
+    @classmethod
+    def _required_columns_not_null(cls, value: object) -> object:
+        return not_null(value)
+
 
 class InstitutionRead(_Read):
     id: uuid.UUID
@@ -108,6 +128,11 @@ class DepartmentUpdate(_Strict):
     name_en: str | None = Field(default=None, min_length=1, max_length=200)
     discipline: Discipline | None = None
     active: bool | None = None
+
+    @field_validator("name_zh", "name_en", "discipline", "active")
+    @classmethod
+    def _required_columns_not_null(cls, value: object) -> object:
+        return not_null(value)
 
 
 class DepartmentRead(_Read):
@@ -139,6 +164,11 @@ class PractitionerUpdate(_Strict):
     discipline: Discipline | None = None
     specialty: str | None = Field(default=None, max_length=100)
     active: bool | None = None
+
+    @field_validator("name", "title", "discipline", "active")
+    @classmethod
+    def _required_columns_not_null(cls, value: object) -> object:
+        return not_null(value)
 
 
 class PractitionerRead(_Read):

@@ -410,7 +410,8 @@ def set_bed_status(
     *, session: Session, actor: Actor, bed_id: uuid.UUID, data: schemas.BedStatusUpdate
 ) -> Bed:
     _require(actor, Permission.BEDS_UPDATE)
-    bed = session.get(Bed, bed_id)
+    # Lock the row: two changes from the same version must not both pass the check.
+    bed = session.get(Bed, bed_id, with_for_update=True)
     if bed is None:
         raise NotFound(f"No bed {bed_id}.")
     department = session.get(Department, bed.department_id)
