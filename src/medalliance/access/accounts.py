@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from medalliance.access import passwords
+from medalliance.access import login, passwords
 from medalliance.access.models import User
 from medalliance.access.permissions import Permission
 from medalliance.access.schemas import UserCreate, UserUpdate
@@ -173,6 +173,8 @@ def update_user(*, session: Session, actor: Actor, user_id: uuid.UUID, data: Use
     for key in ("display_name", "role", "active", "practitioner_id"):
         if key in changes:
             setattr(user, key, changes[key])
+    if {"password", "role"} & changes.keys() or changes.get("active") is False:
+        login.revoke_all(session, user.id)  # old sessions must not outlive the change
     session.flush()
     audit.record(
         session,

@@ -118,6 +118,8 @@ def refresh(
             error=NotAuthenticated("The refresh token was already used; log in again.")
         )
     user = session.get(User, row.user_id)
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        return LoginOutcome(error=locked_error(user))
     if user is None or not user.active:
         return LoginOutcome(error=NotAuthenticated("The account is no longer active."))
     row.used_at = now
@@ -130,7 +132,7 @@ def logout(*, session: Session, actor: Actor, refresh_token: str) -> None:
             RefreshToken.token_hash == tokens.hash_refresh_token(refresh_token)
         )
     )
-    if row is not None:
+    if row is not None and row.user_id == actor.user_id:
         _revoke_family(session, row.family_id)
         audit.record(session, actor, action="logout", resource_type="User", resource_id=row.user_id)
 
@@ -163,6 +165,15 @@ def _issue(session: Session, user: User, settings: Settings, *, family_id: uuid.
     )
     return TokenPair(
         access_token=access, refresh_token=refresh_token, expires_in=int(ttl.total_seconds())
+    )
+
+
+def revoke_all(session: Session, user_id: uuid.UUID) -> None:
+    """End every session of an account (password change, deactivation, new role)."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
     )
 
 

@@ -233,7 +233,9 @@ def enforce(
         survives_rollback=not decision.allowed,
     )
     if not decision.allowed:
-        raise PermissionDenied(f"Access to this patient's data is denied: {decision.reason}.")
+        denied = PermissionDenied(f"Access to this patient's data is denied: {decision.reason}.")
+        denied.audited = True
+        raise denied
     return decision
 
 

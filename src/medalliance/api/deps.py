@@ -65,7 +65,7 @@ def _actor_from_token(
     if not token:
         raise NotAuthenticated("Send a bearer token (POST /api/auth/token).")
     claims = tokens.decode_access_token(token, secret=settings.secret_key)
-    return Actor(
+    actor = Actor(
         user_id=claims.user_id,
         username=claims.username,
         role=claims.role,
@@ -75,6 +75,8 @@ def _actor_from_token(
         client_address=request.client.host if request.client else None,
         permissions=permissions_for(claims.role),
     )
+    request.state.actor = actor  # for auditing a denial that happens later
+    return actor
 
 
 def public(request: Request) -> Actor:

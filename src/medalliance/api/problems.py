@@ -8,8 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from medalliance.audit import service as audit
+from medalliance.db.uow import unit_of_work
 from medalliance.kernel.errors import (
     AccountLocked,
     Conflict,
@@ -59,8 +62,30 @@ def status_for(exc: DomainError) -> int:
     return 400
 
 
+def _audit_denial(request: Request, exc: DomainError) -> None:
+    """Every refused attempt is audited; patient-data denials already were (policy)."""
+    actor = getattr(request.state, "actor", None)
+    if actor is None:
+        return
+    route = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    with unit_of_work(request.app.state.session_factory) as session:
+        audit.record(
+            session,
+            actor,
+            action="denied",
+            resource_type="Route",
+            resource_id=f"{request.method} {template}",
+            outcome=audit.Outcome.DENIED,
+            reason=exc.detail,
+            detail={"path": request.url.path},
+        )
+
+
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
+    if isinstance(exc, PermissionDenied) and not exc.audited:
+        await run_in_threadpool(_audit_denial, request, exc)
     extra: dict[str, Any] = dict(exc.extra)
     if exc.field is not None:
         extra["errors"] = [{"field": exc.field, "message": exc.detail}]

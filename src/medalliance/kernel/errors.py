@@ -10,6 +10,7 @@ class DomainError(Exception):
 
     code = "domain-error"
     title = "Request could not be completed"
+    audited = False  # set when the raiser already wrote the audit row
 
     def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(detail)

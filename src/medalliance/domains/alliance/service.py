@@ -344,7 +344,12 @@ def _check_department(
 def create_practitioner(
     *, session: Session, actor: Actor, data: schemas.PractitionerCreate
 ) -> Practitioner:
-    institution = get_institution(session, actor, data.institution_code)
+    _require(actor, Permission.REGISTRY_READ)
+    institution = find_institution(session, data.institution_code)
+    if institution is None:
+        raise InvalidInput(
+            f"No institution with code {data.institution_code!r}.", field="institution_code"
+        )
     _require_manage(actor, institution.id)
     _check_department(session, data.department_id, institution.id)
     message = f"A practitioner with licence number {data.licence_number!r} already exists."
@@ -451,6 +456,7 @@ def bed_availability(
         )
         .join(Department, Department.institution_id == Institution.id)
         .join(Bed, Bed.department_id == Department.id)
+        .where(Institution.active.is_(True), Department.active.is_(True))
         .group_by(
             Institution.code, Department.id, Department.code, Department.name_zh, Department.name_en
         )
