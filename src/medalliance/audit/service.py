@@ -95,8 +95,13 @@ def flush_pending(session: Session, drafts: list[AuditDraft] | None = None) -> i
     if not drafts:
         return 0
     session.flush()
+    # populate_existing: a head this session read earlier is stale once another
+    # transaction appended; the locked row's current values must win.
     head = session.execute(
-        select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()
+        select(AuditChainHead)
+        .where(AuditChainHead.id == HEAD_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if head is None:
         head = AuditChainHead(id=HEAD_ID, last_seq=0, last_hash=GENESIS_HASH, updated_at=utcnow())

@@ -16,8 +16,15 @@ from medalliance.audit import service as audit_service
 
 
 def commit(session: Session) -> None:
-    audit_service.flush_pending(session)
-    session.commit()
+    drafts = audit_service.take_pending(session)
+    try:
+        audit_service.flush_pending(session, drafts)
+        session.commit()
+    except BaseException:
+        # The commit itself failed (a flush error, a refused COMMIT): put the events
+        # back so that the rollback path still writes the ones that must survive.
+        session.info[audit_service.PENDING_KEY] = drafts + audit_service.take_pending(session)
+        raise
 
 
 def rollback_keeping_survivors(session: Session, factory: sessionmaker[Session]) -> None:

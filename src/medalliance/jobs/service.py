@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medalliance.jobs.models import Job, JobStatus
@@ -44,8 +45,21 @@ def enqueue(
         run_after=run_after or now,
         created_at=now,
     )
-    session.add(job)
-    session.flush()
+    if idempotency_key is None:
+        session.add(job)
+        session.flush()
+        return job
+    # A concurrent use case may have inserted the same key and not committed yet: the
+    # insert then waits for it and conflicts. Keep our transaction usable and return theirs.
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if existing is None:
+            raise
+        return existing
     return job
 
 

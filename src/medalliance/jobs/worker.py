@@ -36,7 +36,8 @@ BACKOFF_CAP_SECONDS = 3600.0
 
 def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at an hour."""
-    raw = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    exponent = min(max(0, attempt - 1), 32)  # 2 s x 2**32 is far past the cap; no overflow
+    raw = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**exponent)
     jitter = (rng or random).uniform(0.5, 1.0)
     return timedelta(seconds=raw * jitter)
 
