@@ -52,14 +52,25 @@ def _postgres_reachable(url: str) -> bool:
         return False
 
 
-def _recreate_postgres_database(url: str) -> None:
+def _create_postgres_database(url: str) -> str:
+    """A fresh database named after the given one plus a random suffix, so several
+    runs on one server (engineers, CI) never clobber each other; dropped afterwards."""
+    parsed = make_url(url)
+    base = parsed.database or "medalliance_test"
+    assert base.replace("_", "").isalnum(), "unsafe test database name"
+    name = f"{base}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(url: str) -> None:
     parsed = make_url(url)
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    name = parsed.database
-    assert name and name.replace("_", "").isalnum(), "unsafe test database name"
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
     admin.dispose()
 
 
@@ -83,12 +94,19 @@ def database_url() -> Iterator[str]:
                 if IN_CI:
                     raise RuntimeError(f"CI=true but PostgreSQL is not reachable at {url}")
                 pytest.skip("PostgreSQL not reachable")
-            _recreate_postgres_database(url)
-        elif url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            pass
+            url = _create_postgres_database(url)
+        else:
+            path = make_url(url).database
+            if path and path != ":memory:":
+                for suffix in ("", "-wal", "-shm"):  # start from an empty file every run
+                    Path(path + suffix).unlink(missing_ok=True)
         wiring.load_all()
-        migrate.upgrade(url)
-        yield url
+        try:
+            migrate.upgrade(url)
+            yield url
+        finally:
+            if url.startswith("postgresql"):
+                _drop_postgres_database(url)
 
 
 @pytest.fixture(scope="session")
