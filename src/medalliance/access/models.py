@@ -5,20 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medalliance.db.base import Base, IdMixin, TimestampMixin
+from medalliance.db.types import str_enum
 from medalliance.kernel.roles import Role
 
-RoleType = Enum(
-    Role,
-    name="role",
-    native_enum=False,
-    validate_strings=True,
-    length=32,
-    values_callable=lambda e: [m.value for m in e],
-)
+RoleType = str_enum(Role, "role")
 
 
 class User(IdMixin, TimestampMixin, Base):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Enum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -33,3 +34,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def str_enum(cls: type[StrEnum], name: str, *, length: int = 32) -> Enum:
+    """A StrEnum column stored as its values in a VARCHAR with a CHECK (portable)."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        validate_strings=True,
+        length=length,
+        values_callable=lambda e: [m.value for m in e],
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medalliance.db.base import Base, IdMixin, TimestampMixin
+from medalliance.db.types import str_enum
 
 
 class Tier(StrEnum):
@@ -62,17 +63,6 @@ class SharingDefault(StrEnum):
     OPT_OUT = "opt_out"
 
 
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        validate_strings=True,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-    )
-
-
 class Alliance(IdMixin, TimestampMixin, Base):
     __tablename__ = "alliances"
 
@@ -81,7 +71,7 @@ class Alliance(IdMixin, TimestampMixin, Base):
     name_en: Mapped[str] = mapped_column(String(200))
     region: Mapped[str | None] = mapped_column(String(100))
     sharing_default: Mapped[SharingDefault] = mapped_column(
-        _enum(SharingDefault, "sharing_default"), default=SharingDefault.OPT_OUT
+        str_enum(SharingDefault, "sharing_default"), default=SharingDefault.OPT_OUT
     )
 
 
@@ -92,8 +82,8 @@ class Institution(IdMixin, TimestampMixin, Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name_zh: Mapped[str] = mapped_column(String(200))
     name_en: Mapped[str] = mapped_column(String(200))
-    tier: Mapped[Tier] = mapped_column(_enum(Tier, "tier"))
-    type: Mapped[InstitutionType] = mapped_column(_enum(InstitutionType, "institution_type"))
+    tier: Mapped[Tier] = mapped_column(str_enum(Tier, "tier"))
+    type: Mapped[InstitutionType] = mapped_column(str_enum(InstitutionType, "institution_type"))
     district: Mapped[str | None] = mapped_column(String(100))
     address: Mapped[str | None] = mapped_column(String(300))
     lead_institution_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -110,7 +100,7 @@ class Department(IdMixin, TimestampMixin, Base):
     code: Mapped[str] = mapped_column(String(32))
     name_zh: Mapped[str] = mapped_column(String(200))
     name_en: Mapped[str] = mapped_column(String(200))
-    discipline: Mapped[Discipline] = mapped_column(_enum(Discipline, "discipline"))
+    discipline: Mapped[Discipline] = mapped_column(str_enum(Discipline, "discipline"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
@@ -121,8 +111,10 @@ class Practitioner(IdMixin, TimestampMixin, Base):
     department_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("departments.id"))
     name: Mapped[str] = mapped_column(String(100))
     name_en: Mapped[str | None] = mapped_column(String(100))
-    title: Mapped[PractitionerTitle] = mapped_column(_enum(PractitionerTitle, "practitioner_title"))
-    discipline: Mapped[Discipline] = mapped_column(_enum(Discipline, "discipline"))
+    title: Mapped[PractitionerTitle] = mapped_column(
+        str_enum(PractitionerTitle, "practitioner_title")
+    )
+    discipline: Mapped[Discipline] = mapped_column(str_enum(Discipline, "discipline"))
     specialty: Mapped[str | None] = mapped_column(String(100))
     licence_number: Mapped[str] = mapped_column(String(32), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -135,6 +127,6 @@ class Bed(IdMixin, TimestampMixin, Base):
     department_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("departments.id"), index=True)
     code: Mapped[str] = mapped_column(String(32))
     status: Mapped[BedStatus] = mapped_column(
-        _enum(BedStatus, "bed_status"), default=BedStatus.FREE
+        str_enum(BedStatus, "bed_status"), default=BedStatus.FREE
     )
     version: Mapped[int] = mapped_column(Integer, default=1)

@@ -50,3 +50,21 @@ def refresh(session: Session, person: Person) -> None:
             setattr(person, field, value)
     person.phone = next((r.phones[0] for r in records if r.phones), None)
     person.version += 1
+
+
+def new_person(session: Session, record: PatientRecord) -> Person:
+    """A person of its own for a record (a new registration, or one split off)."""
+    person = Person(
+        family_name=record.family_name,
+        given_name=record.given_name,
+        name=record.name,
+        name_pinyin=record.name_pinyin,
+        name_initials=record.name_initials,
+        sex=record.sex,
+        birth_date=record.birth_date,
+        active=True,
+        version=0,
+    )
+    session.add(person)
+    session.flush()
+    return person

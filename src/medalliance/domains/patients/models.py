@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Date,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -22,18 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medalliance.db.base import Base, IdMixin, TimestampMixin
+from medalliance.db.types import str_enum
 from medalliance.domains.patients.identity import Sex
-
-
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        validate_strings=True,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class PregnancyStatus(StrEnum):
@@ -73,7 +62,7 @@ class Person(IdMixin, TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(150), index=True)
     name_pinyin: Mapped[str] = mapped_column(String(300), index=True)
     name_initials: Mapped[str] = mapped_column(String(50), index=True)
-    sex: Mapped[Sex] = mapped_column(_enum(Sex, "sex"))
+    sex: Mapped[Sex] = mapped_column(str_enum(Sex, "sex"))
     birth_date: Mapped[date | None] = mapped_column(Date)
     id_number: Mapped[str | None] = mapped_column(String(18), index=True)
     phone: Mapped[str | None] = mapped_column(String(32))
@@ -103,7 +92,7 @@ class PatientRecord(IdMixin, TimestampMixin, Base):
     name_pinyin: Mapped[str] = mapped_column(String(300), index=True)
     name_initials: Mapped[str] = mapped_column(String(50), index=True)
     name_pinyin_compact: Mapped[str] = mapped_column(String(300), index=True)
-    sex: Mapped[Sex] = mapped_column(_enum(Sex, "sex"))
+    sex: Mapped[Sex] = mapped_column(str_enum(Sex, "sex"))
     birth_date: Mapped[date | None] = mapped_column(Date)
     id_number: Mapped[str | None] = mapped_column(String(18), index=True)
     phones: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -114,10 +103,10 @@ class PatientRecord(IdMixin, TimestampMixin, Base):
     postcode: Mapped[str | None] = mapped_column(String(10))
     emergency_contact: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     pregnancy_status: Mapped[PregnancyStatus] = mapped_column(
-        _enum(PregnancyStatus, "pregnancy_status"), default=PregnancyStatus.UNKNOWN
+        str_enum(PregnancyStatus, "pregnancy_status"), default=PregnancyStatus.UNKNOWN
     )
     pregnancy_recorded_at: Mapped[datetime | None]
-    link_method: Mapped[LinkMethod] = mapped_column(_enum(LinkMethod, "link_method"))
+    link_method: Mapped[LinkMethod] = mapped_column(str_enum(LinkMethod, "link_method"))
     link_score: Mapped[float | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_by: Mapped[uuid.UUID | None]
@@ -131,7 +120,9 @@ class PatientIdentifier(IdMixin, Base):
     )
 
     record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient_records.id"), index=True)
-    system: Mapped[IdentifierSystem] = mapped_column(_enum(IdentifierSystem, "identifier_system"))
+    system: Mapped[IdentifierSystem] = mapped_column(
+        str_enum(IdentifierSystem, "identifier_system")
+    )
     value: Mapped[str] = mapped_column(String(64))
     assigner: Mapped[str | None] = mapped_column(String(100))
 
@@ -143,7 +134,7 @@ class Consent(IdMixin, Base):
     __table_args__ = (Index("ix_consents_person_recorded", "person_id", "recorded_at"),)
 
     person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("persons.id"))
-    status: Mapped[ConsentStatus] = mapped_column(_enum(ConsentStatus, "consent_status"))
+    status: Mapped[ConsentStatus] = mapped_column(str_enum(ConsentStatus, "consent_status"))
     excluded_institution_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     note: Mapped[str | None] = mapped_column(Text)
     recorded_by: Mapped[uuid.UUID | None]

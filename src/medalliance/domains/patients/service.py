@@ -152,19 +152,7 @@ def register(
     match = matching.match_new_record(session, record)
     person = session.get(Person, match.person_id) if match.person_id else None
     if person is None:
-        person = Person(
-            family_name=record.family_name,
-            given_name=record.given_name,
-            name=record.name,
-            name_pinyin=record.name_pinyin,
-            name_initials=record.name_initials,
-            sex=record.sex,
-            birth_date=record.birth_date,
-            active=True,
-            version=0,
-        )
-        session.add(person)
-        session.flush()
+        person = golden.new_person(session, record)
     record.person_id = person.id
     record.link_method, record.link_score = match.method, match.score
     session.add(record)

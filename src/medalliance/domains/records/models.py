@@ -9,21 +9,11 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medalliance.db.base import Base, IdMixin, TimestampMixin
-
-
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        validate_strings=True,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-    )
+from medalliance.db.types import str_enum
 
 
 class EncounterClass(StrEnum):
@@ -93,9 +83,9 @@ class Encounter(IdMixin, TimestampMixin, _Owned, Base):
     department_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("departments.id"))
     practitioner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("practitioners.id"))
     encounter_class: Mapped[EncounterClass] = mapped_column(
-        _enum(EncounterClass, "encounter_class")
+        str_enum(EncounterClass, "encounter_class")
     )
-    status: Mapped[EncounterStatus] = mapped_column(_enum(EncounterStatus, "encounter_status"))
+    status: Mapped[EncounterStatus] = mapped_column(str_enum(EncounterStatus, "encounter_status"))
     start: Mapped[datetime]
     end: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
@@ -116,7 +106,7 @@ class Diagnosis(IdMixin, TimestampMixin, _Owned, Base):
     tcm_pattern_system: Mapped[str | None] = mapped_column(String(16))
     tcm_pattern_code: Mapped[str | None] = mapped_column(String(32))
     tcm_pattern_text: Mapped[str | None] = mapped_column(String(300))
-    status: Mapped[ClinicalStatus] = mapped_column(_enum(ClinicalStatus, "clinical_status"))
+    status: Mapped[ClinicalStatus] = mapped_column(str_enum(ClinicalStatus, "clinical_status"))
     recorded_at: Mapped[datetime]
 
 
@@ -125,10 +115,10 @@ class Allergy(IdMixin, TimestampMixin, _Owned, Base):
 
     substance: Mapped[str] = mapped_column(String(200))
     substance_code: Mapped[str | None] = mapped_column(String(64))
-    category: Mapped[AllergyCategory] = mapped_column(_enum(AllergyCategory, "allergy_category"))
+    category: Mapped[AllergyCategory] = mapped_column(str_enum(AllergyCategory, "allergy_category"))
     reaction: Mapped[str | None] = mapped_column(String(300))
-    severity: Mapped[Severity | None] = mapped_column(_enum(Severity, "severity"))
-    status: Mapped[ClinicalStatus] = mapped_column(_enum(ClinicalStatus, "clinical_status"))
+    severity: Mapped[Severity | None] = mapped_column(str_enum(Severity, "severity"))
+    status: Mapped[ClinicalStatus] = mapped_column(str_enum(ClinicalStatus, "clinical_status"))
     recorded_at: Mapped[datetime]
 
 
@@ -144,7 +134,9 @@ class MedicationStatement(IdMixin, TimestampMixin, _Owned, Base):
     frequency: Mapped[str | None] = mapped_column(String(50))
     start_date: Mapped[date | None] = mapped_column(Date)
     end_date: Mapped[date | None] = mapped_column(Date)
-    status: Mapped[MedicationStatus] = mapped_column(_enum(MedicationStatus, "medication_status"))
+    status: Mapped[MedicationStatus] = mapped_column(
+        str_enum(MedicationStatus, "medication_status")
+    )
     recorded_at: Mapped[datetime]
 
 
@@ -152,7 +144,7 @@ class ClinicalNote(IdMixin, TimestampMixin, _Owned, Base):
     __tablename__ = "clinical_notes"
 
     encounter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("encounters.id"), index=True)
-    kind: Mapped[NoteKind] = mapped_column(_enum(NoteKind, "note_kind"))
+    kind: Mapped[NoteKind] = mapped_column(str_enum(NoteKind, "note_kind"))
     text: Mapped[str] = mapped_column(Text, default="")
     # The four examinations: inspection (望, incl. tongue), listening and smelling (闻),
     # inquiry (问), palpation (切, incl. pulse).

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medalliance.db.base import Base, IdMixin
+from medalliance.db.types import str_enum
 
 
 class ReviewStatus(StrEnum):
@@ -25,12 +26,6 @@ class LinkAction(StrEnum):
     UNLINKED = "unlinked"  # a person split it off into a person of its own
 
 
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
-    )
-
-
 class ReviewItem(IdMixin, Base):
     """A pair the matcher was unsure about: a record and a person it may belong to."""
 
@@ -44,7 +39,7 @@ class ReviewItem(IdMixin, Base):
     probability: Mapped[float]
     weight: Mapped[float]
     comparison: Mapped[dict[str, object]] = mapped_column(JSON)
-    status: Mapped[ReviewStatus] = mapped_column(_enum(ReviewStatus, "review_status"))
+    status: Mapped[ReviewStatus] = mapped_column(str_enum(ReviewStatus, "review_status", length=16))
     created_at: Mapped[datetime]
     decided_by: Mapped[uuid.UUID | None]
     decided_at: Mapped[datetime | None]
@@ -59,7 +54,7 @@ class LinkEvent(IdMixin, Base):
     record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient_records.id"), index=True)
     from_person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id"))
     to_person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("persons.id"), index=True)
-    action: Mapped[LinkAction] = mapped_column(_enum(LinkAction, "link_action"))
+    action: Mapped[LinkAction] = mapped_column(str_enum(LinkAction, "link_action", length=16))
     method: Mapped[str] = mapped_column(String(32))
     probability: Mapped[float | None]
     actor_user_id: Mapped[uuid.UUID | None]

@@ -288,19 +288,7 @@ def unlink_record(
         raise InvalidInput("Say why this record is another person.", field="reason")
     if len(golden.records_of(session, record.person_id)) < 2:
         raise Conflict("The record is the person's only record; there is nothing to split.")
-    person = Person(
-        family_name=record.family_name,
-        given_name=record.given_name,
-        name=record.name,
-        name_pinyin=record.name_pinyin,
-        name_initials=record.name_initials,
-        sex=record.sex,
-        birth_date=record.birth_date,
-        active=True,
-        version=0,
-    )
-    session.add(person)
-    session.flush()
+    person = golden.new_person(session, record)
     source_person = record.person_id
     _move(session, actor, record, person.id, LinkAction.UNLINKED, reason)
     audit.record(
