@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -95,6 +96,12 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/", include_in_schema=False)
+    def landing() -> RedirectResponse:
+        # Until the web UI lands, the API documentation is the front page.
+        return RedirectResponse("/api/docs")
+
     return app
 
 
