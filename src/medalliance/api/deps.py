@@ -1,5 +1,8 @@
 """Request-scoped dependencies: settings, the unit of work, the actor, permissions.
 
+The dependencies that do no I/O are ``async`` so FastAPI runs them on the event loop
+instead of sending each through the thread pool; the unit of work stays synchronous.
+
 Every route declares its access with exactly one of ``require(permission)``,
 ``authenticated`` or ``public``; the access-matrix test reads these declarations.
 """
@@ -7,7 +10,7 @@ Every route declares its access with exactly one of ``require(permission)``,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -25,12 +28,12 @@ from medalliance.kernel.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.session_factory
     return factory
 
@@ -57,7 +60,7 @@ def _anonymous(request: Request) -> Actor:
     )
 
 
-def _actor_from_token(
+async def _actor_from_token(
     request: Request,
     settings: SettingsDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
@@ -79,18 +82,18 @@ def _actor_from_token(
     return actor
 
 
-def public(request: Request) -> Actor:
+async def public(request: Request) -> Actor:
     """No authentication needed (health, login)."""
     return _anonymous(request)
 
 
-def authenticated(actor: Annotated[Actor, Depends(_actor_from_token)]) -> Actor:
+async def authenticated(actor: Annotated[Actor, Depends(_actor_from_token)]) -> Actor:
     """Any logged-in account."""
     return actor
 
 
-def require(permission: Permission) -> Callable[..., Actor]:
-    def dependency(actor: Annotated[Actor, Depends(_actor_from_token)]) -> Actor:
+def require(permission: Permission) -> Callable[..., Awaitable[Actor]]:
+    async def dependency(actor: Annotated[Actor, Depends(_actor_from_token)]) -> Actor:
         if not actor.can(permission):
             raise PermissionDenied(f"Role {actor.role} lacks permission {permission}.")
         return actor
@@ -110,7 +113,7 @@ def access_declaration(call: Any) -> str | None:
     return None if permission is None else str(permission)
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> PageRequest:
