@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from medalliance.config import Settings, get_settings
+from medalliance.domains.patients.mpi.cli import mpi_app
 from medalliance.kernel.errors import ConfigurationError, DomainError
 from medalliance.kernel.roles import Role
 
@@ -27,6 +28,7 @@ audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(mpi_app, name="mpi", help="Master patient index: batch linkage, training.")
 
 DEMO_DATABASE_URL = "sqlite:///./medalliance-demo.db"
 

@@ -27,6 +27,9 @@ COMMANDS = [
     ["audit"],
     ["audit", "verify"],
     ["worker"],
+    ["mpi"],
+    ["mpi", "link-files"],
+    ["mpi", "train"],
 ]
 
 

@@ -8,16 +8,28 @@ Latin names are lower-cased without accents.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from itertools import islice
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from medalliance.domains.patients import names
 
+# Two-character surnames (复姓): a full name written as one string starts with one of
+# these, not with a one-character surname and a three-character given name.
+COMPOUND_SURNAMES = frozenset(
+    {
+        *(k for k in names.SURNAME_READINGS if len(k) == 2),
+        *("欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "公孙", "慕容", "宇文", "司徒"),
+        *("司空", "夏侯", "轩辕", "令狐", "端木", "独孤", "南宫", "西门", "百里", "呼延"),
+        *("澹台", "公冶", "太史", "申屠", "闻人", "赫连", "钟离", "濮阳", "淳于", "宗政"),
+    }
+)
 _NON_DIGITS = re.compile(r"\D")
 _ID_NOISE = re.compile(r"[\s-]")
 _NULLS = frozenset(("nan", "none", "null"))
@@ -50,8 +62,10 @@ class Features:
 def _clean(value: object) -> str | None:
     if value is None:
         return None
-    text = " ".join(str(value).split())  # runs of whitespace to one space, trimmed
-    if not text or (len(text) <= 4 and text.lower() in _NULLS):
+    text = value if isinstance(value, str) else str(value)
+    if not text.isalnum():  # letters and digits only (most values) have nothing to trim
+        text = " ".join(text.split())  # runs of whitespace to one space, trimmed
+    if not text or (len(text) <= 4 and text[0] in "nN" and text.lower() in _NULLS):
         return None
     return text
 
@@ -125,9 +139,8 @@ def _split_full_name(
     if names.has_han(full):
         compact = full.replace(" ", "")
         family, given = compact[:1], compact[1:]
-        for double in names.SURNAME_READINGS:
-            if len(double) == 2 and compact.startswith(double):
-                family, given = compact[:2], compact[2:]
+        if compact[:2] in COMPOUND_SURNAMES and len(compact) > 2:
+            family, given = compact[:2], compact[2:]
         return (
             family,
             given or None,
@@ -186,23 +199,80 @@ class Vocabulary:
     def __init__(self) -> None:
         self.values: list[str] = []
         self.index: dict[str, int] = {}
+        self._arrays: dict[str, npt.NDArray[Any]] = {}
 
     def encode(self, values: Iterable[str | None]) -> Codes:
-        index, known = self.index, self.values
-
-        def code(value: str | None) -> int:
-            if value is None:
-                return -1
-            found = index.get(value)
-            if found is None:
-                found = index[value] = len(known)
-                known.append(value)
-            return found
-
-        return np.fromiter((code(v) for v in values), dtype=np.int32)
+        index = self.index
+        add = index.setdefault
+        codes = [-1 if v is None else add(v, len(index)) for v in values]
+        if len(index) > len(self.values):
+            self.values.extend(islice(index, len(self.values), None))
+        return np.array(codes, dtype=np.int32)
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def _cached(self, name: str, make: Callable[[], npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        found = self._arrays.get(name)
+        if found is None or len(found) != len(self.values):
+            found = self._arrays[name] = make()
+        return found
+
+    @property
+    def objects(self) -> npt.NDArray[np.object_]:
+        """The values as a numpy object array (fast to index with codes)."""
+        return self._cached("objects", lambda: np.array(self.values, dtype=object))
+
+    @property
+    def chars(self) -> npt.NDArray[np.unsignedinteger[Any]]:
+        """The values as code points, one row each, padded with zeros (in the smallest
+        unsigned type that holds them: digits take one byte)."""
+
+        def make() -> npt.NDArray[np.unsignedinteger[Any]]:
+            width = max(max((len(v) for v in self.values), default=1), 1)
+            text = np.array(self.values, dtype=f"<U{width}").reshape(-1)
+            points = text.view(np.uint32).reshape(len(self.values), width)
+            top = int(points.max(initial=0))
+            return points.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
+
+        return self._cached("chars", make)
+
+    @property
+    def words(self) -> npt.NDArray[np.uint64] | None:
+        """One-byte ``chars`` packed eight to a 64-bit word, or None when some character
+        needs more than a byte."""
+        chars = self.chars
+        if chars.dtype != np.uint8:
+            return None
+
+        def make() -> npt.NDArray[np.uint64]:
+            width = -(-chars.shape[1] // 8) * 8
+            padded = np.zeros((len(chars), width), dtype=np.uint8)
+            padded[:, : chars.shape[1]] = chars
+            return padded.view("<u8").astype(np.uint64)
+
+        return self._cached("words", make)
+
+    @property
+    def lengths(self) -> npt.NDArray[np.int32]:
+        return self._cached(
+            "lengths", lambda: np.array([len(v) for v in self.values], dtype=np.int32)
+        )
+
+    @property
+    def buckets(self) -> npt.NDArray[np.int16]:
+        """How many characters of each value fall in each of 16 classes (code point
+        mod 16): a coarse character histogram for lower bounds on edit distances."""
+
+        def make() -> npt.NDArray[np.int16]:
+            chars = self.chars
+            rows = np.repeat(np.arange(len(chars), dtype=np.int64), chars.shape[1])
+            flat = chars.reshape(-1).astype(np.int64)
+            present = flat > 0
+            counts = np.bincount(rows[present] * 16 + flat[present] % 16, minlength=len(chars) * 16)
+            return counts.reshape(len(chars), 16).astype(np.int16)
+
+        return self._cached("buckets", make)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +318,7 @@ class FeatureTable:
             Vocabulary(),
             Vocabulary(),
         )
-        birth = births.encode(r.birth for r in records)
+        birth = births.encode([r.birth for r in records])
         swapped = np.array(
             [births.index.get(b[:4] + b[6:8] + b[4:6], -2) for b in births.values] + [-2],
             dtype=np.int32,
@@ -263,13 +333,13 @@ class FeatureTable:
         return cls(
             keys=[r.key for r in records],
             names=names_,
-            family=names_.encode(r.family for r in records),
-            given=names_.encode(r.given for r in records),
+            family=names_.encode([r.family for r in records]),
+            given=names_.encode([r.given for r in records]),
             pinyin=pinyin,
-            family_pinyin=pinyin.encode(r.family_pinyin for r in records),
-            given_pinyin=pinyin.encode(r.given_pinyin for r in records),
-            full_pinyin=pinyin.encode(r.full_pinyin or None for r in records),
-            initials=pinyin.encode(r.initials or None for r in records),
+            family_pinyin=pinyin.encode([r.family_pinyin or None for r in records]),
+            given_pinyin=pinyin.encode([r.given_pinyin or None for r in records]),
+            full_pinyin=pinyin.encode([r.full_pinyin or None for r in records]),
+            initials=pinyin.encode([r.initials or None for r in records]),
             births=births,
             birth=birth,
             birth_swapped=swapped[birth],
@@ -279,12 +349,12 @@ class FeatureTable:
                 ({"M": 0, "F": 1}.get(r.sex or "", -1) for r in records), dtype=np.int8
             ),
             ids=ids,
-            id_number=ids.encode(r.id_number for r in records),
+            id_number=ids.encode([r.id_number for r in records]),
             phone_numbers=phone_numbers,
             phones=phones,
             streets=streets,
-            street=streets.encode(r.street for r in records),
+            street=streets.encode([r.street for r in records]),
             localities=localities,
-            city=localities.encode(r.city for r in records),
-            postcode=localities.encode(r.postcode for r in records),
+            city=localities.encode([r.city for r in records]),
+            postcode=localities.encode([r.postcode for r in records]),
         )

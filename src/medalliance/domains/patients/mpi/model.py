@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
-from collections import Counter
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
@@ -23,10 +20,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medalliance.domains.patients.mpi.comparisons import COMPARISONS, levels
-from medalliance.domains.patients.mpi.features import Features
+from medalliance.domains.patients.mpi.comparisons import COMPARISONS, LevelMatrix, levels
+from medalliance.domains.patients.mpi.features import Features, FeatureTable
 
-LevelMatrix = npt.NDArray[np.int8]  # pairs × comparisons, -1 where a value is missing
 PROBABILITY_FLOOR = 1e-6
 TF_FIELDS = {"family_name": "family", "given_name": "given"}
 
@@ -98,6 +94,39 @@ class MatchModel:
             weight=total, probability=probability(total), levels=found, contributions=contributions
         )
 
+    def pair_weights(
+        self,
+        matrix: LevelMatrix,
+        *,
+        table: FeatureTable | None = None,
+        left: npt.NDArray[np.intp] | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """``score(a, b).weight`` for many pairs at once, from their level matrix; with
+        the table and the left rows the exact name agreements get their term-frequency
+        weight, as in ``score``. Summed in the same order, so the floats are equal."""
+        table_w = self.weight_table()
+        missing = table_w.shape[1] - 1
+        total = np.full(len(matrix), self.prior_weight())
+        for i, comp in enumerate(COMPARISONS):
+            column = matrix[:, i]
+            weight = table_w[i, np.where(column < 0, missing, column)]
+            attribute = TF_FIELDS.get(comp.name)
+            if attribute is not None and table is not None and left is not None:
+                adjusted = self._tf_by_code(comp.name, table)[getattr(table, attribute)[left]]
+                weight = np.where((column == 0) & ~np.isnan(adjusted), adjusted, weight)
+            total += weight
+        return total
+
+    def _tf_by_code(self, comparison: str, table: FeatureTable) -> npt.NDArray[np.float64]:
+        """The term-frequency weight of each name in the table's vocabulary (NaN where
+        its frequency is unknown, and for the missing code -1, the last entry)."""
+        by_code = np.full(len(table.names) + 1, np.nan)
+        for value in self.tf.get(comparison, {}):
+            code = table.names.index.get(value)
+            if code is not None:
+                by_code[code] = self.tf_weight(comparison, value)
+        return by_code
+
     def decide(self, probability_: float) -> str:
         if probability_ >= self.link_threshold:
             return "link"
@@ -157,6 +186,15 @@ def probability(weight: float) -> float:
     return odds / (1 + odds)
 
 
+def probabilities(weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``probability`` of each weight."""
+    odds = np.power(2.0, np.clip(weights, -60, 60))
+    result: npt.NDArray[np.float64] = np.where(
+        weights > 60, 1.0, np.where(weights < -60, 0.0, odds / (1 + odds))
+    )
+    return result
+
+
 def default_model() -> MatchModel:
     """The parameters shipped in the package (see ``default_model.json`` for provenance)."""
     text = resources.files(__package__).joinpath("default_model.json").read_text("utf-8")
@@ -164,11 +202,6 @@ def default_model() -> MatchModel:
 
 
 # -- training -----------------------------------------------------------------------
-
-
-def level_matrix(pairs: Iterable[tuple[Features, Features]]) -> LevelMatrix:
-    rows = [[-1 if x is None else x for x in levels(a, b)] for a, b in pairs]
-    return np.array(rows, dtype=np.int8).reshape(-1, len(COMPARISONS))
 
 
 def _distribution(
@@ -183,62 +216,6 @@ def _distribution(
         counts = [float(w[present & (column == lvl)].sum()) for lvl in range(len(comp.levels))]
         # Laplace smoothing keeps every level possible.
         result[comp.name] = [(c + 0.5) / (denominator + 0.5 * len(counts)) for c in counts]
-    return result
-
-
-def estimate_u(
-    records: Sequence[Features], *, samples: int = 200_000, seed: int = 1
-) -> dict[str, list[float]]:
-    """Agreement rates among non-matches.
-
-    Random pairs are almost all non-matches. Exact agreement on a field with many
-    values (birth date, ID number) is too rare to sample, so it is computed from the
-    value frequencies instead: u_exact = Σ p(v)².
-    """
-    rng = random.Random(seed)  # noqa: S311 - sampling, not security
-    n = len(records)
-    if n < 2:
-        raise ValueError("need at least two records to estimate u")
-    pairs = []
-    for _ in range(samples):
-        i, j = rng.randrange(n), rng.randrange(n)
-        if i != j:
-            pairs.append((records[i], records[j]))
-    sampled = _distribution(level_matrix(pairs))
-    for name, values in _exact_values(records).items():
-        if not values:
-            continue
-        counts = Counter(values)
-        total = len(values)
-        exact = max(sum((c / total) ** 2 for c in counts.values()), 1 / (total * total))
-        rest = sampled[name][1:]
-        scale = (1 - exact) / max(sum(rest), PROBABILITY_FLOOR)
-        sampled[name] = [exact] + [max(x * scale, 1 / samples) for x in rest]
-    return sampled
-
-
-def _exact_values(records: Sequence[Features]) -> dict[str, list[str]]:
-    return {
-        "family_name": [r.family for r in records if r.family],
-        "given_name": [r.given for r in records if r.given],
-        "birth_date": [r.birth for r in records if r.birth],
-        "id_number": [r.id_number for r in records if r.id_number],
-        "phone": [p for r in records for p in r.phones],
-        "street": [r.street for r in records if r.street],
-    }
-
-
-def term_frequencies(
-    records: Sequence[Features], *, top: int = 2000
-) -> dict[str, dict[str, float]]:
-    result: dict[str, dict[str, float]] = {}
-    for comparison, attribute in TF_FIELDS.items():
-        values = [getattr(r, attribute) for r in records if getattr(r, attribute)]
-        if not values:
-            continue
-        counts = Counter(values)
-        total = len(values)
-        result[comparison] = {v: c / total for v, c in counts.most_common(top)}
     return result
 
 
@@ -293,9 +270,3 @@ def _pair_weights(
     per_comparison = table[np.arange(len(COMPARISONS))[None, :], index]
     total: npt.NDArray[np.float64] = per_comparison.sum(axis=1) + model.prior_weight()
     return total
-
-
-def pair_probabilities(model: MatchModel, matrix: LevelMatrix) -> npt.NDArray[np.float64]:
-    """Vectorised scoring without term-frequency adjustment (batch pre-filter)."""
-    weights = _pair_weights(model, matrix)
-    return 1 / (1 + np.power(2.0, -np.clip(weights, -60, 60)))
