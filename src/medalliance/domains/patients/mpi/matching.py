@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
 from medalliance.domains.patients.identity import Sex
@@ -82,20 +82,26 @@ def population(session: Session) -> int:
 
 
 def candidates(session: Session, record: PatientRecord) -> list[PatientRecord]:
-    keys = []
+    """Records sharing a blocking key. One UNION of single-key selects, so each arm
+    uses its own index (an OR across columns makes PostgreSQL scan the table)."""
+    arms = [
+        select(PatientRecord.id).where(
+            PatientRecord.name_pinyin_compact == record.name_pinyin_compact
+        )
+    ]
     if record.birth_date is not None:
-        keys.append(PatientRecord.birth_date == record.birth_date)
-    keys.append(PatientRecord.name_pinyin_compact == record.name_pinyin_compact)
+        arms.append(select(PatientRecord.id).where(PatientRecord.birth_date == record.birth_date))
     if record.phones:
-        keys.append(
-            PatientRecord.id.in_(
-                select(PatientIdentifier.record_id).where(
-                    PatientIdentifier.system == IdentifierSystem.PHONE,
-                    PatientIdentifier.value.in_(record.phones),
-                )
+        arms.append(
+            select(PatientIdentifier.record_id).where(
+                PatientIdentifier.value.in_(record.phones),
+                PatientIdentifier.system == IdentifierSystem.PHONE,
             )
         )
-    query = select(PatientRecord).where(or_(*keys)).limit(MAX_CANDIDATES)
+    ids = union(*arms).subquery()
+    query = (
+        select(PatientRecord).where(PatientRecord.id.in_(select(ids.c[0]))).limit(MAX_CANDIDATES)
+    )
     if record.id is not None:
         query = query.where(PatientRecord.id != record.id)
     return list(session.scalars(query))
