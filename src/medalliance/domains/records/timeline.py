@@ -90,32 +90,43 @@ def _encounters(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry
 
 
 def _diagnoses(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
+    # Plain columns, not ORM objects: a long history has thousands of rows.
+    rows = session.execute(
+        select(
+            Diagnosis.id,
+            Diagnosis.recorded_at,
+            Diagnosis.institution_id,
+            Diagnosis.status,
+            Diagnosis.encounter_id,
+            Diagnosis.primary,
+            Diagnosis.western_code,
+            Diagnosis.western_text,
+            Diagnosis.tcm_disease_system,
+            Diagnosis.tcm_disease_code,
+            Diagnosis.tcm_disease_text,
+            Diagnosis.tcm_pattern_system,
+            Diagnosis.tcm_pattern_code,
+            Diagnosis.tcm_pattern_text,
+        ).where(Diagnosis.patient_record_id.in_(records))
+    )
     result = []
-    for d in session.scalars(select(Diagnosis).where(Diagnosis.patient_record_id.in_(records))):
-        western = " ".join(x for x in (d.western_code, d.western_text) if x)
-        tcm = " · ".join(x for x in (d.tcm_disease_text, d.tcm_pattern_text) if x)
+    for r in rows:
+        western = " ".join(x for x in (r[6], r[7]) if x)
+        tcm = " · ".join(x for x in (r[10], r[13]) if x)
         result.append(
             RawEntry(
                 "diagnosis",
-                d.id,
-                d.recorded_at,
-                d.institution_id,
+                r[0],
+                r[1],
+                r[2],
                 " | ".join(x for x in (western, tcm) if x),
-                str(d.status),
-                d.encounter_id,
+                str(r[3]),
+                r[4],
                 {
-                    "primary": d.primary,
-                    "western": {"code": d.western_code, "text": d.western_text},
-                    "tcm_disease": {
-                        "system": d.tcm_disease_system,
-                        "code": d.tcm_disease_code,
-                        "text": d.tcm_disease_text,
-                    },
-                    "tcm_pattern": {
-                        "system": d.tcm_pattern_system,
-                        "code": d.tcm_pattern_code,
-                        "text": d.tcm_pattern_text,
-                    },
+                    "primary": r[5],
+                    "western": {"code": r[6], "text": r[7]},
+                    "tcm_disease": {"system": r[8], "code": r[9], "text": r[10]},
+                    "tcm_pattern": {"system": r[11], "code": r[12], "text": r[13]},
                 },
             )
         )
@@ -123,76 +134,108 @@ def _diagnoses(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]
 
 
 def _allergies(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
+    rows = session.execute(
+        select(
+            Allergy.id,
+            Allergy.recorded_at,
+            Allergy.institution_id,
+            Allergy.substance,
+            Allergy.reaction,
+            Allergy.status,
+            Allergy.category,
+            Allergy.severity,
+        ).where(Allergy.patient_record_id.in_(records))
+    )
     return [
         RawEntry(
             "allergy",
-            a.id,
-            a.recorded_at,
-            a.institution_id,
-            f"{a.substance}" + (f" ({a.reaction})" if a.reaction else ""),
-            str(a.status),
+            r[0],
+            r[1],
+            r[2],
+            r[3] + (f" ({r[4]})" if r[4] else ""),
+            str(r[5]),
             None,
-            {
-                "category": str(a.category),
-                "severity": None if a.severity is None else str(a.severity),
-            },
+            {"category": str(r[6]), "severity": None if r[7] is None else str(r[7])},
         )
-        for a in session.scalars(select(Allergy).where(Allergy.patient_record_id.in_(records)))
+        for r in rows
     ]
 
 
 def _medications(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    return [
-        RawEntry(
-            "medication",
+    m = MedicationStatement
+    rows = session.execute(
+        select(
             m.id,
             m.recorded_at,
             m.institution_id,
-            " ".join(x for x in (m.drug, m.dose, m.route, m.frequency) if x),
-            str(m.status),
+            m.drug,
+            m.dose,
+            m.route,
+            m.frequency,
+            m.status,
+            m.start_date,
+            m.end_date,
+        ).where(m.patient_record_id.in_(records))
+    )
+    return [
+        RawEntry(
+            "medication",
+            r[0],
+            r[1],
+            r[2],
+            " ".join(x for x in (r[3], r[4], r[5], r[6]) if x),
+            str(r[7]),
             None,
             {
-                "start_date": m.start_date.isoformat() if m.start_date else None,
-                "end_date": m.end_date.isoformat() if m.end_date else None,
+                "start_date": r[8].isoformat() if r[8] else None,
+                "end_date": r[9].isoformat() if r[9] else None,
             },
         )
-        for m in session.scalars(
-            select(MedicationStatement).where(MedicationStatement.patient_record_id.in_(records))
-        )
+        for r in rows
     ]
 
 
 def _notes(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
+    n = ClinicalNote
+    rows = session.execute(
+        select(
+            n.id, n.recorded_at, n.institution_id, n.text, n.kind, n.encounter_id, n.tcm_exam
+        ).where(n.patient_record_id.in_(records))
+    )
     return [
         RawEntry(
             "note",
-            n.id,
-            n.recorded_at,
-            n.institution_id,
-            (n.text or str(n.kind))[:200],
+            r[0],
+            r[1],
+            r[2],
+            (r[3] or str(r[4]))[:200],
             None,
-            n.encounter_id,
-            {"kind": str(n.kind), "tcm_exam": n.tcm_exam},
+            r[5],
+            {"kind": str(r[4]), "tcm_exam": r[6]},
         )
-        for n in session.scalars(
-            select(ClinicalNote).where(ClinicalNote.patient_record_id.in_(records))
-        )
+        for r in rows
     ]
 
 
 def _procedures(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
+    p = Procedure
+    rows = session.execute(
+        select(
+            p.id, p.performed_at, p.institution_id, p.text, p.encounter_id, p.code_system, p.code
+        ).where(p.patient_record_id.in_(records))
+    )
     return [
         RawEntry(
             "procedure",
-            p.id,
-            p.performed_at,
-            p.institution_id,
-            p.text,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
             None,
-            p.encounter_id,
-            {"code_system": p.code_system, "code": p.code},
+            r[4],
+            {"code_system": r[5], "code": r[6]},
         )
-        for p in session.scalars(select(Procedure).where(Procedure.patient_record_id.in_(records)))
+        for r in rows
     ]
 
 
@@ -243,12 +286,16 @@ def timeline(
     if until is not None:
         raw = [e for e in raw if e.at < until]
     owners = {e.institution_id for e in raw}
-    decisions = {
-        owner: policy.decide(
-            session, actor, facts, policy.AccessAction.READ, owner_institution_id=owner
-        )
-        for owner in owners
-    }
+    # The policy tells members apart only as "yours" or "another's": decide each once.
+    by_kind: dict[bool, policy.Decision] = {}
+    decisions: dict[uuid.UUID, policy.Decision] = {}
+    for owner in owners:
+        local = owner == actor.institution_id
+        if local not in by_kind:
+            by_kind[local] = policy.decide(
+                session, actor, facts, policy.AccessAction.READ, owner_institution_id=owner
+            )
+        decisions[owner] = by_kind[local]
     visible = [e for e in raw if decisions[e.institution_id].allowed]
     visible.sort(key=lambda e: (e.at, str(e.id)), reverse=True)
     institutions = alliance_service.institutions_by_id(session, list(owners))

@@ -37,6 +37,9 @@ class MatchModel:
     review_threshold: float = 0.5
     trained_on: str = ""
     matches_per_record: float | None = None  # λ·(n−1) of the training data
+    _table: npt.NDArray[np.float64] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def for_population(self, records: int) -> MatchModel:
         """The same model with λ for one record compared against ``records`` others.
@@ -65,6 +68,13 @@ class MatchModel:
     def prior_weight(self) -> float:
         return math.log2(self.prior / (1 - self.prior))
 
+    def _scoring_table(self) -> npt.NDArray[np.float64]:
+        """``weight_table`` once per model instance: ``score`` runs per candidate pair.
+        (m and u are never changed in place; training builds new models.)"""
+        if self._table is None:
+            self._table = self.weight_table()
+        return self._table
+
     def tf_weight(self, comparison: str, value: str | None) -> float | None:
         """The exact-agreement weight for this particular value, if its frequency is known."""
         if value is None or comparison not in self.tf:
@@ -79,7 +89,7 @@ class MatchModel:
         found = levels(a, b)
         contributions: dict[str, float] = {}
         total = self.prior_weight()
-        table = self.weight_table()
+        table = self._scoring_table()
         for i, (comp, level) in enumerate(zip(COMPARISONS, found, strict=True)):
             if level is None:
                 continue
