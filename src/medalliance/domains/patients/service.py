@@ -424,8 +424,13 @@ def search(
     text = q.strip()
     if not text:
         raise InvalidInput("Type a name, pinyin, initials, ID number or phone.", field="q")
-    person_ids = _candidate_person_ids(session, text)
-    visible = [pid for pid in person_ids if _may_discover(session, actor, pid)]
+    # Check visibility (three queries a person) only until the page is full.
+    visible: list[uuid.UUID] = []
+    for pid in _candidate_person_ids(session, text):
+        if _may_discover(session, actor, pid):
+            visible.append(pid)
+            if len(visible) >= offset + limit:
+                break
     page = visible[offset : offset + limit]
     audit.record(
         session,
