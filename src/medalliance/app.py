@@ -21,6 +21,7 @@ from medalliance.domains.alliance.router import router as alliance_router
 from medalliance.domains.patients.mpi.router import router as mpi_router
 from medalliance.domains.patients.router import router as patients_router
 from medalliance.domains.records.router import router as records_router
+from medalliance.domains.tcm.router import router as tcm_router
 from medalliance.jobs.router import router as jobs_router
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def create_app(
         patients_router,
         mpi_router,
         records_router,
+        tcm_router,
         audit_router,
         jobs_router,
     )

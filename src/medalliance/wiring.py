@@ -18,6 +18,8 @@ MODULES = (
     "medalliance.domains.patients.providers",
     "medalliance.domains.records.models",
     "medalliance.domains.records.providers",
+    "medalliance.domains.tcm.models",
+    "medalliance.domains.tcm.providers",
 )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
@@ -176,7 +176,7 @@ def drug_term(text: str) -> str:
 
 
 def _split_terms(text: str) -> list[str]:
-    """"warfarin (vitamin K antagonists)" → warfarin, vitamin K antagonists."""
+    """ "warfarin (vitamin K antagonists)" → warfarin, vitamin K antagonists."""
     inner = re.findall(r"\(([^)]*)\)", text)
     outer = re.sub(r"\([^)]*\)", "", text)
     parts: list[str] = []
@@ -186,7 +186,7 @@ def _split_terms(text: str) -> list[str]:
 
 
 def _split_herbs(text: str) -> list[str]:
-    """"石膏 / 龙骨 / 牡蛎 / 赭石 (mineral medicinals)" → the four herbs."""
+    """ "石膏 / 龙骨 / 牡蛎 / 赭石 (mineral medicinals)" → the four herbs."""
     return [p.strip() for p in re.sub(r"\([^)]*\)", "", text).split("/") if p.strip()]
 
 
@@ -263,17 +263,13 @@ class Catalogue:
             by_target.setdefault(target, []).append(alias)
         for target, names in by_target.items():
             if target in herbs:
-                h = herbs[target]
-                herbs[target] = Herb(**{**_as_dict(h), "aliases": tuple(sorted(names))})
+                herbs[target] = replace(herbs[target], aliases=tuple(sorted(names)))
 
         self.herbs: Mapping[str, Herb] = MappingProxyType(herbs)
         self.aliases: Mapping[str, str] = MappingProxyType(aliases)
 
         self.pairs: Mapping[frozenset[str], IncompatiblePair] = MappingProxyType(
-            {
-                frozenset((p.herb_a, p.herb_b)): p
-                for p in (self._pair(r) for r in incompat_rows)
-            }
+            {frozenset((p.herb_a, p.herb_b)): p for p in (self._pair(r) for r in incompat_rows)}
         )
         self.pregnancy: Mapping[str, PregnancyEntry] = MappingProxyType(
             {e.herb: e for e in (self._pregnancy(r) for r in pregnancy_rows)}
@@ -311,9 +307,7 @@ class Catalogue:
             self._formula(r, rows_by_formula.get(r["formula_id"], []))
             for r in _rows("formulas.csv")
         )
-        self.formulas: Mapping[str, Formula] = MappingProxyType(
-            {f.formula_id: f for f in formulas}
-        )
+        self.formulas: Mapping[str, Formula] = MappingProxyType({f.formula_id: f for f in formulas})
         formula_names: dict[str, str] = {}
         for f in formulas:
             formula_names[f.name_zh] = f.formula_id
@@ -324,7 +318,7 @@ class Catalogue:
         self._search_keys = tuple(
             (h.name_zh, _herb_keys(h)) for h in sorted(herbs.values(), key=_herb_order)
         )
-        self._suggest_names = tuple([*herbs, *aliases])
+        self._suggest_names = (*herbs, *aliases)
         self._suggest_pinyin = tuple(
             compact_pinyin(herbs[aliases.get(n, n)].pinyin) for n in self._suggest_names
         )
@@ -366,7 +360,7 @@ class Catalogue:
         """The closest known names by characters and by pinyin (homophones: 当规 → 当归)."""
         query = name.strip()
         scores: dict[str, float] = {}
-        for match, score, index in process.extract(
+        for match, score, _index in process.extract(
             query, self._suggest_names, scorer=fuzz.ratio, limit=limit * 2
         ):
             scores[match] = max(scores.get(match, 0.0), score)
@@ -507,10 +501,6 @@ class Catalogue:
 
     def iter_herbs(self) -> Iterator[Herb]:
         return iter(self.herbs.values())
-
-
-def _as_dict(h: Herb) -> dict[str, object]:
-    return {name: getattr(h, name) for name in Herb.__slots__}
 
 
 def _herb_order(h: Herb) -> tuple[int, str, str]:

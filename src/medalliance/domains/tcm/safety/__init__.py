@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from medalliance.domains.tcm.catalogue import Catalogue, catalogue, drug_term
+from medalliance.domains.tcm.catalogue import Catalogue, Drug, catalogue, drug_term
 from medalliance.domains.tcm.safety import rules
 from medalliance.domains.tcm.safety.rules import (
     BLOCK,
@@ -85,9 +85,9 @@ def resolve_herbs(
         herb = cat.resolve(entry.name)
         if herb is None:
             raise UnknownHerb(
-                f"Unknown herb {entry.name!r} at {field}[{index}]: it is not in the reference "
-                "data. Did you mean one of the suggestions?",
-                field=f"{field}[{index}].name",
+                f"Unknown herb {entry.name!r} at {field}.{index}.name: it is not in the "
+                "reference data. Did you mean one of the suggestions?",
+                field=f"{field}.{index}.name",
                 suggestions=cat.suggestions(entry.name),
             )
         dose = entry.dose_g
@@ -98,8 +98,8 @@ def resolve_herbs(
             or dose <= 0
         ):
             raise InvalidInput(
-                f"{field}[{index}].dose_g must be a number of grams above 0 (got {dose!r}).",
-                field=f"{field}[{index}].dose_g",
+                f"{field}.{index}.dose_g must be a number of grams above 0 (got {dose!r}).",
+                field=f"{field}.{index}.dose_g",
             )
         resolved.append(
             PrescribedHerb(
@@ -118,7 +118,7 @@ def resolve_drug(written: str, origin: str = "request") -> DrugInUse:
 
 
 @lru_cache(maxsize=4096)
-def _drug_terms(written: str) -> tuple[rules.Drug | None, frozenset[str]]:
+def _drug_terms(written: str) -> tuple[Drug | None, frozenset[str]]:
     """The dictionary entry a drug name stands for (by English generic name, Chinese
     name or synonym; "苯磺酸氨氯地平片" and "warfarin sodium 3 mg" are found by the
     longest name they contain), and the names and classes it matches rows on."""
@@ -151,7 +151,9 @@ def check(
         resolve_herbs(herbs, cat=cat),
         drugs=[d if isinstance(d, DrugInUse) else resolve_drug(d) for d in drugs],
         pregnant=pregnant,
-        allergies=[a if isinstance(a, AllergyEntry) else AllergyEntry(a, "request") for a in allergies],
+        allergies=[
+            a if isinstance(a, AllergyEntry) else AllergyEntry(a, "request") for a in allergies
+        ],
         cat=cat,
     )
 

@@ -122,8 +122,10 @@ def incompatible_pairs(herbs: Sequence[PrescribedHerb], cat: Catalogue) -> list[
         if pair is None:
             continue
         set_zh = RULE_NAMES_ZH[pair.rule]
-        set_en = "eighteen incompatibilities" if pair.rule == "eighteen_incompatible" else (
-            "nineteen antagonisms"
+        set_en = (
+            "eighteen incompatibilities"
+            if pair.rule == "eighteen_incompatible"
+            else ("nineteen antagonisms")
         )
         basis_zh = "《中国药典》2020年版注明不宜同用" if pair.chp2020_stated else "仅见于古代歌诀"
         basis_en = (
