@@ -7,12 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from medalliance.domains.tcm.models import HerbalForm, PrescriptionStatus
 
 # A dose must be a JSON number: "9" or true are refused, not coerced.
-Grams = Annotated[StrictFloat | StrictInt, Field(gt=0, le=1000)]
+Grams = Annotated[float, Field(gt=0, le=1000, strict=True)]
 
 
 class _Strict(BaseModel):
