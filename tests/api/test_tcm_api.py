@@ -365,7 +365,7 @@ def test_only_clinicians_prescribe(client: TestClient, world: dict[str, Any]) ->
 
 def _answers(value: int = 1, **overrides: int) -> dict[str, int]:
     q = questionnaire()
-    answers = {i: value for i in q.required("female")}
+    answers = dict.fromkeys(q.required("female"), value)
     answers.update(overrides)
     return answers
 
