@@ -16,6 +16,7 @@ from medalliance.audit import service as audit
 from medalliance.db.engine import build_engine, build_session_factory
 from medalliance.db.uow import unit_of_work
 from medalliance.demo import alliance_data as data
+from medalliance.demo import tcm_data
 from medalliance.demo.patients import DEMO_PERSONS, seed_patients
 from medalliance.domains.alliance.models import (
     Alliance,
@@ -117,6 +118,9 @@ def seed(session: Session, *, patients: int = DEMO_PERSONS) -> SeedSummary:
             ("MPI review items", seeded.queued),
             ("encounters", seeded.encounters),
         ):
+            if n:
+                summary.created[kind] = n
+        for kind, n in tcm_data.seed_tcm(session).items():
             if n:
                 summary.created[kind] = n
     if summary.created:
