@@ -143,7 +143,7 @@ def _patient(client: httpx.Client, headers: dict[str, str]) -> str:
         "/api/patients",
         headers=headers,
         json={"family_name": "赵", "given_name": "敏", "sex": "female", "birth_date": "1956-04-02",
-              "pregnancy_status": "not-pregnant"},
+              "pregnancy_status": "not_pregnant"},
     )  # fmt: skip
     if reg.status_code != 201:
         raise BenchmarkError(f"Registration failed: HTTP {reg.status_code} {reg.text[:300]}")
