@@ -44,6 +44,7 @@ def world(
     for path, payload in (
         ("medications", {"drug": "warfarin", "dose": "3 mg"}),
         ("allergies", {"substance": "当归", "category": "herb"}),
+        ("allergies", {"substance": "花粉 pollen", "category": "environment"}),
     ):
         r = client.post(f"/api/patients/{pid}/{path}", json=payload, headers=h)
         assert r.status_code == 201, r.text
@@ -150,6 +151,8 @@ def test_safety_check_reads_the_patient_record_audited_and_saves_nothing(
     by_rule = {(f["rule"], tuple(f["herbs"]), tuple(f["drugs"])) for f in out["findings"]}
     assert ("herb_drug_interaction", ("丹参",), ("warfarin",)) in by_rule  # from the record
     assert ("allergy", ("当归",), ()) in by_rule  # recorded allergy
+    # A pollen (花粉) allergy is not an allergy to 天花粉 (whose formula alias is 花粉).
+    assert out["allergies"] == ["当归"]
     assert out["pregnant"] is True  # from the patient record
     assert any(
         f["rule"].startswith("pregnancy_") and f["herbs"] == ["桃仁"] for f in out["findings"]
@@ -426,3 +429,28 @@ def test_audit_rows_exist_for_reads(
 ) -> None:
     client.get(f"/api/patients/{world['pid']}/constitution", headers=world["h"])
     assert session.query(AuditEvent).filter_by(resource_type="ConstitutionAssessment").count()
+
+
+def test_safety_check_leaves_out_what_the_policy_hides(
+    client: TestClient, make_actor: Callable[..., Actor], auth_headers: Headers
+) -> None:
+    """The same person at A and B; B's record says digoxin. A clinician at A without the
+    patient's sharing consent is told B's entries were withheld, and B's drug is not used."""
+    alliance = AllianceFactory()
+    a, b = InstitutionFactory(alliance=alliance), InstitutionFactory(alliance=alliance)
+    ha = auth_headers(make_actor(Role.CLINICIAN, institution=a))
+    hb = auth_headers(make_actor(Role.CLINICIAN, institution=b))
+    body = {"family_name": "王", "given_name": "秀英", "sex": "female",
+            "birth_date": "1949-12-31", "id_number": "11010519491231002X"}  # fmt: skip
+    pid = client.post("/api/patients", json=body, headers=ha).json()["patient"]["id"]
+    assert client.post("/api/patients", json=body, headers=hb).json()["patient"]["id"] == pid
+    consent = client.post(f"/api/patients/{pid}/consent", json={"status": "withdrawn"}, headers=ha)
+    assert consent.status_code in (200, 201), consent.text
+    med = client.post(f"/api/patients/{pid}/medications", json={"drug": "digoxin"}, headers=hb)
+    assert med.status_code == 201
+    check = {"patient_id": pid, "herbs": [{"name": "甘草", "dose_g": 6}]}
+    seen_by_a = client.post("/api/tcm/safety-check", json=check, headers=ha).json()
+    assert seen_by_a["hidden_institutions"] == [b.code]
+    assert not seen_by_a["findings"]
+    seen_by_b = client.post("/api/tcm/safety-check", json=check, headers=hb).json()
+    assert [f["drugs"] for f in seen_by_b["findings"]] == [["digoxin"]]

@@ -16,6 +16,7 @@ from medalliance.access import policy
 from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records import service as records_service
+from medalliance.domains.records.models import AllergyCategory
 from medalliance.domains.tcm.models import Prescription, PrescriptionDrug, PrescriptionStatus
 from medalliance.domains.tcm.safety import AllergyEntry, DrugInUse, resolve_drug
 from medalliance.kernel.actor import Actor
@@ -68,7 +69,13 @@ def load(
     """The caller has enforced the patient-level read already."""
     records = patients_service.record_ids_of(session, person_id)
     meds = records_service.active_medications(session, person_id)
-    allergies = records_service.active_allergies(session, person_id)
+    # Drug and herb allergies only: a pollen (花粉) allergy must not flag 天花粉, whose
+    # formula alias is 花粉; the data has no rule linking foods or pollens to herbs.
+    allergies = [
+        a
+        for a in records_service.active_allergies(session, person_id)
+        if a.category in (AllergyCategory.MEDICATION, AllergyCategory.HERB)
+    ]
     running = active_prescription_drugs(session, records, exclude=exclude_prescription)
     owners = (
         {m.institution_id for m in meds}
