@@ -156,7 +156,10 @@ def _prescription(
     action: policy.AccessAction,
     audit_action: str | None = None,
 ) -> tuple[Prescription, uuid.UUID, policy.PatientFacts]:
-    prescription = session.get(Prescription, prescription_id)
+    # A write locks the row: two signatures (or a sign and a cancel) cannot interleave.
+    prescription = session.get(
+        Prescription, prescription_id, with_for_update=action is policy.AccessAction.WRITE
+    )
     if prescription is None:
         raise NotFound(f"No prescription {prescription_id}.")
     person_id = patients_service.person_of_record(session, prescription.patient_record_id)
