@@ -14,13 +14,25 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
 
 from pypinyin import Style, lazy_pinyin
 from rapidfuzz import fuzz, process
+
+from medalliance.domains.tcm.entries import (
+    DoseRange,
+    Drug,
+    Formula,
+    FormulaHerb,
+    Herb,
+    IncompatiblePair,
+    Interaction,
+    PregnancyEntry,
+    initials_of,
+)
 
 REFERENCE_PACKAGE = "medalliance.domains.tcm.reference"
 TOXICITY_GRADES = ("小毒", "有毒", "大毒")  # mild, toxic, highly toxic (ChP/textbook wording)
@@ -45,124 +57,6 @@ def compact_pinyin(text: str) -> str:
 
 def _pinyin_of(name: str) -> str:
     return "".join(lazy_pinyin(name, style=Style.NORMAL)).capitalize()
-
-
-def _initials(name: str) -> str:
-    return "".join(s[0] for s in lazy_pinyin(name, style=Style.FIRST_LETTER) if s).lower()
-
-
-@dataclass(frozen=True, slots=True)
-class DoseRange:
-    """A daily oral dose range in grams and where it comes from."""
-
-    min_g: float
-    max_g: float
-    basis: str  # "ChP2020" or "textbook"
-    text: str
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class Herb:
-    name_zh: str
-    pinyin: str
-    herb_id: str | None = None  # H001… for the 251 monographs of herbs.csv
-    latin: str = ""
-    english: str = ""
-    category_zh: str = ""
-    category_en: str = ""
-    nature: str = ""
-    flavours: str = ""
-    meridians: str = ""
-    toxicity: str | None = None  # "none", 小毒, 有毒, 大毒; None where the data has no entry
-    dose: DoseRange | None = None
-    parent: str | None = None  # the raw herb of a processed form
-    parent_source: str = ""
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def initials(self) -> str:
-        return _initials(self.name_zh)
-
-
-@dataclass(frozen=True, slots=True)
-class FormulaHerb:
-    seq: int
-    written: str
-    herb: str  # the resolved herb name
-    dose_min: float | None
-    dose_max: float | None
-    unit: str
-    dose_text: str
-    processing: str
-
-
-@dataclass(frozen=True, slots=True)
-class Formula:
-    formula_id: str
-    name_zh: str
-    alt_name: str
-    pinyin: str
-    name_en: str
-    source_text: str
-    category_zh: str
-    category_en: str
-    functions_zh: str
-    pattern_zh: str
-    pattern_en: str
-    dose_basis: str
-    herbs: tuple[FormulaHerb, ...]
-    source: str
-
-    @property
-    def is_daily_dose(self) -> bool:
-        return self.dose_basis.startswith("decoction, daily dose")
-
-
-@dataclass(frozen=True, slots=True)
-class IncompatiblePair:
-    rule: str  # eighteen_incompatible | nineteen_antagonism
-    herb_a: str
-    herb_b: str
-    verse: str
-    chp2020_stated: bool
-    chp2020_text: str
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class PregnancyEntry:
-    herb: str
-    written: str
-    level: str  # contraindicated | caution
-    level_basis: str
-    wording: str
-    conflict: bool
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class Interaction:
-    row: int
-    herbs: tuple[str, ...]
-    written_herbs: str
-    drug_or_class: str
-    drug_examples: str
-    terms: frozenset[str]
-    effect: str
-    mechanism: str
-    severity: str
-    management: str
-    confidence: str
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class Drug:
-    name_en: str
-    name_zh: str
-    synonyms: tuple[str, ...]
-    classes: tuple[str, ...]
 
 
 def drug_term(text: str) -> str:
@@ -406,7 +300,7 @@ class Catalogue:
             keys = (
                 (f.name_zh, f.alt_name),
                 (compact_pinyin(f.pinyin),),
-                (_initials(f.name_zh),),
+                (initials_of(f.name_zh),),
                 (f.name_en.lower(),),
             )
             rank = _rank(needle, spoken, keys)

@@ -25,7 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from medalliance.domains.tcm.catalogue import Catalogue, Drug, catalogue, drug_term
+from medalliance.domains.tcm.catalogue import Catalogue, catalogue, drug_term
+from medalliance.domains.tcm.entries import Drug
 from medalliance.domains.tcm.safety import rules
 from medalliance.domains.tcm.safety.rules import (
     BLOCK,

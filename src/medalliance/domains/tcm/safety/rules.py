@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from medalliance.domains.tcm.catalogue import TOXICITY_GRADES, Catalogue, Drug, drug_term
+from medalliance.domains.tcm.catalogue import TOXICITY_GRADES, Catalogue, drug_term
+from medalliance.domains.tcm.entries import Drug
 
 BLOCK = "block"
 WARN = "warn"
