@@ -78,6 +78,10 @@ def _prescription_call(body: dict[str, object] | None = None) -> object:
     return prepare
 
 
+def _encounter_prescriptions(ctx: MatrixContext) -> Call:
+    return Call(path_params={"encounter_id": _prescription(ctx).encounter_id})
+
+
 def _assessment(ctx: MatrixContext) -> Call:
     person, _ = make_patient(ctx.home)
     answers = dict.fromkeys(questionnaire().required("male"), 2)
@@ -107,6 +111,13 @@ TCM_ROUTES: list[RouteSpec] = [
         "/api/encounters/{encounter_id}/prescriptions",
         P.PRESCRIBE,
         _new_prescription,
+        foreign=FOREIGN,
+    ),
+    _spec(
+        "GET",
+        "/api/encounters/{encounter_id}/prescriptions",
+        P.PATIENT_READ,
+        _encounter_prescriptions,
         foreign=FOREIGN,
     ),
     _spec(

@@ -239,6 +239,11 @@ def test_prescription_from_a_modified_formula_is_checked_and_stored(
     assert ("herb_drug_interaction", ("丹参",), ("aspirin",)) in hits
     assert ("herb_drug_interaction", ("人参",), ("warfarin",)) in hits
     assert p["check_context"]["pregnant"] is True
+    listed = client.get(f"/api/encounters/{world['enc']}/prescriptions", headers=world["h"])
+    assert [x["id"] for x in listed.json()] == [p["id"]]
+    assert_problem(
+        client.get(f"/api/encounters/{world['enc']}/prescriptions", headers=world["other"]), 403
+    )
     timeline = client.get(
         f"/api/patients/{world['pid']}/timeline",
         params={"types": "prescription"},

@@ -111,6 +111,15 @@ def create_prescription(
     )
 
 
+@router.get(
+    "/encounters/{encounter_id}/prescriptions", response_model=list[schemas.PrescriptionRead]
+)
+def encounter_prescriptions(
+    encounter_id: uuid.UUID, session: DbSession, actor: Reader
+) -> list[schemas.PrescriptionRead]:
+    return [_read(p) for p in service.encounter_prescriptions(session, actor, encounter_id)]
+
+
 @router.get("/prescriptions/{prescription_id}", response_model=schemas.PrescriptionRead)
 def read_prescription(
     prescription_id: uuid.UUID, session: DbSession, actor: Reader

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -422,3 +423,30 @@ def cancel_prescription(
 def get_prescription(session: Session, actor: Actor, prescription_id: uuid.UUID) -> Prescription:
     prescription, _, _ = _prescription(session, actor, prescription_id, policy.AccessAction.READ)
     return prescription
+
+
+def encounter_prescriptions(
+    session: Session, actor: Actor, encounter_id: uuid.UUID
+) -> list[Prescription]:
+    """The prescriptions written on an encounter, oldest first (read of its owner's data)."""
+    encounter = session.get(Encounter, encounter_id)
+    if encounter is None:
+        raise NotFound(f"No encounter {encounter_id}.")
+    person_id = patients_service.person_of_record(session, encounter.patient_record_id)
+    assert person_id is not None
+    policy.enforce(
+        session,
+        actor,
+        patients_service.facts_or_404(session, person_id),
+        policy.AccessAction.READ,
+        resource_type="Prescription",
+        resource_id=encounter_id,
+        owner_institution_id=encounter.institution_id,
+    )
+    return list(
+        session.scalars(
+            select(Prescription)
+            .where(Prescription.encounter_id == encounter_id)
+            .order_by(Prescription.created_at, Prescription.id)
+        )
+    )
