@@ -252,6 +252,26 @@ def test_prescription_from_a_modified_formula_is_checked_and_stored(
     assert [e["id"] for e in timeline["entries"]] == [p["id"]]
 
 
+def test_formula_herbs_can_be_named_as_written_or_by_herb(
+    client: TestClient, world: dict[str, Any]
+) -> None:
+    # 桂枝汤 writes 芍药 (resolved to 白芍) and 大枣 3枚 (no gram dose: must be given).
+    p = _draft(
+        client,
+        world,
+        {
+            "from_formula": {
+                "formula": "F002",
+                "remove": ["白芍"],
+                "change": [{"name": "大枣", "dose_g": 10}],
+            },
+            "dose_count": 3,
+            "herbal_form": "decoction",
+        },
+    )
+    assert [h["name"] for h in p["herbs"]] == ["桂枝", "甘草", "生姜", "大枣"]
+
+
 def test_signing_with_a_blocking_finding_needs_an_audited_override(
     client: TestClient, session: Session, world: dict[str, Any]
 ) -> None:

@@ -203,24 +203,37 @@ def _herbal_lines(data: schemas.PrescriptionWrite) -> list[tuple[str, float, str
             field="from_formula.formula",
             suggestions=[f.name_zh for f in cat.search_formulas(start.formula, limit=5)],
         )
-    written = {item.written for item in formula.herbs}
+
+    def in_formula(name: str) -> str | None:
+        """The formula's written name for a herb given as written (芍药) or by the herb
+        it resolves to (白芍)."""
+        herb = cat.resolve(name)
+        for item in formula.herbs:
+            if item.written == name.strip() or (herb is not None and item.herb == herb):
+                return item.written
+        return None
+
+    removed = set()
     for index, name in enumerate(start.remove):
-        if name not in written:
+        found = in_formula(name)
+        if found is None:
             raise InvalidInput(
                 f"{name} is not in {formula.name_zh}: nothing to remove.",
                 field=f"from_formula.remove.{index}",
             )
+        removed.add(found)
     changes = {}
     for index, line in enumerate(start.change):
-        if line.name not in written:
+        found = in_formula(line.name)
+        if found is None:
             raise InvalidInput(
                 f"{line.name} is not in {formula.name_zh}: add it instead of changing it.",
                 field=f"from_formula.change.{index}.name",
             )
-        changes[line.name] = float(line.dose_g)
+        changes[found] = float(line.dose_g)
     lines: list[tuple[str, float, str]] = []
     for item in formula.herbs:
-        if item.written in start.remove:
+        if item.written in removed:
             continue
         if item.written in changes:
             lines.append((item.written, changes[item.written], "changed"))
