@@ -65,8 +65,10 @@ def load(
     facts: policy.PatientFacts,
     *,
     exclude_prescription: uuid.UUID | None = None,
+    pregnancy: bool = True,
 ) -> PatientContext:
-    """The caller has enforced the patient-level read already."""
+    """The caller has enforced the patient-level read already. ``pregnancy=False``
+    skips reading the status (the request stated it)."""
     records = patients_service.record_ids_of(session, person_id)
     meds = records_service.active_medications(session, person_id)
     # Drug and herb allergies only: a pollen (花粉) allergy must not flag 天花粉, whose
@@ -91,9 +93,9 @@ def load(
                 session, actor, facts, policy.AccessAction.READ, owner_institution_id=owner
             ).allowed
         allowed[owner] = by_kind[local]
-    institutions = alliance_service.institutions_by_id(session, list(owners))
+    institutions = alliance_service.institutions_by_id(session, list(owners)) if owners else {}
     context = PatientContext(
-        pregnant=patients_service.is_pregnant(session, person_id),
+        pregnant=patients_service.is_pregnant(session, person_id) if pregnancy else None,
         hidden_institutions=sorted(institutions[o].code for o, ok in allowed.items() if not ok),
     )
     for m in meds:

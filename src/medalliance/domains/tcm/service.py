@@ -101,7 +101,9 @@ def safety_check(
             resource_type="TcmSafetyCheck",
             resource_id=request.patient_id,
         )
-        context = patient_context.load(session, actor, request.patient_id, facts)
+        context = patient_context.load(
+            session, actor, request.patient_id, facts, pregnancy=pregnant is None
+        )
         if pregnant is None:
             pregnant = context.pregnant
         drugs += context.drugs
@@ -118,7 +120,7 @@ def safety_check(
             detail={
                 "medications_read": len(context.drugs),
                 "allergies_read": len(context.allergies),
-                "pregnancy_read": context.pregnant,
+                "pregnancy_read": request.pregnant is None,
                 "hidden_institutions": hidden,
             },
         )
