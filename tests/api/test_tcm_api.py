@@ -418,6 +418,12 @@ def test_constitution_assessment_and_history(client: TestClient, world: dict[str
     assert second.json()["results"]["B"] == "yes" and second.json()["results"]["A"] == "no"
     history = client.get(url, headers=world["h"]).json()
     assert [h["id"] for h in history] == [second.json()["id"], out["id"]]
+    timeline = client.get(
+        f"/api/patients/{world['pid']}/timeline",
+        params={"types": "constitution"},
+        headers=world["h"],
+    ).json()
+    assert {e["id"] for e in timeline["entries"]} == {second.json()["id"], out["id"]}
 
 
 @pytest.mark.parametrize(

@@ -73,3 +73,15 @@ def test_dose_basis_is_chp2020_where_present_else_textbook() -> None:
     badou = cat.herbs["巴豆"].dose  # ChP: external use only → the textbook's oral dose
     assert zisu is not None and (zisu.basis, zisu.max_g) == ("ChP2020", 10.0)
     assert badou is not None and (badou.basis, badou.max_g) == ("textbook", 0.3)
+
+
+def test_every_shipped_reference_file_has_its_provenance() -> None:
+    folder = resources.files("medalliance.domains.tcm.reference")
+    provenance = folder.joinpath("PROVENANCE.md").read_text("utf-8")
+    shipped = [
+        f.name
+        for f in folder.iterdir()
+        if f.name.endswith((".csv", ".md")) and f.name != "PROVENANCE.md"
+    ]
+    assert len(shipped) == 9
+    assert all(f"`{name}`" in provenance for name in shipped)
