@@ -18,6 +18,9 @@ MODULES = (
     "medalliance.domains.patients.providers",
     "medalliance.domains.records.models",
     "medalliance.domains.records.providers",
+    "medalliance.domains.monitoring.models",
+    "medalliance.domains.monitoring.providers",
+    "medalliance.domains.monitoring.jobs",
 )
 
 

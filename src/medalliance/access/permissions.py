@@ -21,6 +21,7 @@ class Permission(StrEnum):
     BREAK_GLASS_REVIEW = "access:break-glass-review"
     DEVICE_INGEST = "device:ingest"
     MPI_REVIEW = "mpi:review"  # the MPI review queue, link and unlink
+    MONITORING_THRESHOLDS = "monitoring:thresholds"  # per-patient alert thresholds
 
 
 _CLINICAL = {
@@ -49,7 +50,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.USERS_MANAGE,
         }
     ),
-    Role.CLINICIAN: frozenset(_CLINICAL | {Permission.MPI_REVIEW}),
+    Role.CLINICIAN: frozenset(
+        _CLINICAL | {Permission.MPI_REVIEW, Permission.MONITORING_THRESHOLDS}
+    ),
     Role.NURSE: frozenset(_CLINICAL | {Permission.BEDS_UPDATE, Permission.MPI_REVIEW}),
     Role.PHARMACIST: frozenset(_CLINICAL),
     Role.CARE_MANAGER: frozenset(_CLINICAL),
