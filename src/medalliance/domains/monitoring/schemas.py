@@ -72,7 +72,7 @@ class ReadingIn(_Strict):
 class ReadingBatch(BaseModel):
     """Items are checked one by one, so one bad reading does not reject the batch."""
 
-    readings: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+    readings: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class ReadingResult(BaseModel):
