@@ -278,7 +278,7 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
             rows = s.execute(
                 select(Reading.measured_at, func.count()).group_by(Reading.measured_at)
             ).all()
-        stored = {at: n for at, n in rows}
+        stored: dict[datetime, int] = {at: n for at, n in rows}  # noqa: C416 - rows are Row tuples
         assert set(stored) == acked_at, "an acknowledged reading was lost, or a stray stored"
         assert all(n == 1 for n in stored.values()), "a reading was stored twice"
         assert any("session present: True" in line for line in second.lines), second.lines
