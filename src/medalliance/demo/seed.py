@@ -16,6 +16,7 @@ from medalliance.audit import service as audit
 from medalliance.db.engine import build_engine, build_session_factory
 from medalliance.db.uow import unit_of_work
 from medalliance.demo import alliance_data as data
+from medalliance.demo.monitoring_data import seed_monitoring
 from medalliance.demo.patients import DEMO_PERSONS, seed_patients
 from medalliance.domains.alliance.models import (
     Alliance,
@@ -116,6 +117,15 @@ def seed(session: Session, *, patients: int = DEMO_PERSONS) -> SeedSummary:
             ("MPI links", seeded.linked),
             ("MPI review items", seeded.queued),
             ("encounters", seeded.encounters),
+        ):
+            if n:
+                summary.created[kind] = n
+        monitored = seed_monitoring(session, institutions, password=DEMO_PASSWORD)
+        for kind, n in (
+            ("monitored patients", monitored.patients),
+            ("monitoring devices", monitored.devices),
+            ("device readings", monitored.readings),
+            ("monitoring alerts", monitored.alerts),
         ):
             if n:
                 summary.created[kind] = n
