@@ -98,7 +98,7 @@ class World:
 def _seed(engine: Engine, gateways: int) -> World:
     from sqlalchemy.orm import Session
 
-    with Session(engine) as s:
+    with Session(engine, expire_on_commit=False) as s:
         institution = s.query(Institution).filter_by(code="QH-DC-01").one()
         pw = hash_password(secrets.token_urlsafe(16))
         world = World(institution.id, [], [])
