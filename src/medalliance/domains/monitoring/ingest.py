@@ -45,7 +45,6 @@ from medalliance.kernel.roles import Role
 
 # Device clocks drift; a reading a few minutes "ahead" is clock skew, not the future.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-INSERT_CHUNK = 500  # rows per INSERT statement (SQLite caps bound parameters)
 
 
 @dataclass(slots=True)
@@ -177,22 +176,82 @@ def _rows_for(
     ]
 
 
+def _insert_statement(dialect: str) -> Any:
+    """Built once per dialect, so SQLAlchemy's compiled cache serves every batch."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Reading.__table__
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["device_id", "measurement", "measured_at"])
+        .returning(table.c.id)
+    )
+
+
+_STATEMENTS = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
+
+
+_COLUMNS = (
+    "id",
+    "device_id",
+    "measurement",
+    "measured_at",
+    "patient_record_id",
+    "institution_id",
+    "gateway_id",
+    "loinc",
+    "unit",
+    "value",
+    "diastolic",
+    "glucose_context",
+    "period_start",
+    "received_at",
+)
+_COLUMN_LIST = ", ".join(_COLUMNS)
+_STAGING = "readings_incoming"
+
+
+def _copy_then_insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """PostgreSQL: COPY the batch into a session-local staging table, then one
+    INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id. COPY avoids building and
+    parsing a statement with thousands of parameters."""
+    connection = session.connection().connection.driver_connection
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "
+            "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        None if row[c] is None else str(row[c]) if c in _ENUMS else row[c]
+                        for c in _COLUMNS
+                    ]
+                )
+        cursor.execute(
+            f"INSERT INTO readings ({_COLUMN_LIST}) "  # noqa: S608 - constant names
+            f"SELECT {_COLUMN_LIST} FROM {_STAGING} "
+            "ON CONFLICT (device_id, measurement, measured_at) DO NOTHING RETURNING id"
+        )
+        stored = {r[0] for r in cursor.fetchall()}
+        cursor.execute(f"DELETE FROM {_STAGING}")  # noqa: S608 - the next batch starts empty
+    return stored
+
+
+_ENUMS = frozenset({"measurement", "glucose_context"})
+
+
 def insert_idempotent(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     """Insert, skipping rows whose natural key exists; return the ids actually stored."""
     if not rows:
         return set()
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stored: set[uuid.UUID] = set()
-    for start in range(0, len(rows), INSERT_CHUNK):
-        statement = (
-            insert(Reading)
-            .values(rows[start : start + INSERT_CHUNK])
-            .on_conflict_do_nothing(index_elements=["device_id", "measurement", "measured_at"])
-            .returning(Reading.id)
-        )
-        stored.update(session.scalars(statement))
-    return stored
+    if dialect == "postgresql":
+        return _copy_then_insert(session, rows)
+    # SQLite: an executemany of one cached statement, batched by SQLAlchemy into
+    # multi-row INSERTs with RETURNING ("insertmanyvalues").
+    result = session.connection().execute(_STATEMENTS[dialect], rows)
+    return set(result.scalars())
 
 
 def ingest(
