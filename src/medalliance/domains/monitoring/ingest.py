@@ -15,10 +15,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -179,7 +179,7 @@ def _rows_for(
 def _insert_statement(dialect: str) -> Any:
     """Built once per dialect, so SQLAlchemy's compiled cache serves every batch."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = Reading.__table__
+    table = cast(Table, Reading.__table__)
     return (
         insert(table)
         .on_conflict_do_nothing(index_elements=["device_id", "measurement", "measured_at"])
@@ -215,6 +215,7 @@ def _copy_then_insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.
     INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id. COPY avoids building and
     parsing a statement with thousands of parameters."""
     connection = session.connection().connection.driver_connection
+    assert connection is not None
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "
