@@ -81,6 +81,7 @@ COPY_ROWS = 120_000
 LATENCY_PROBES = 150
 BROKER = ("127.0.0.1", 1883)
 SECRET = secrets.token_urlsafe(48)
+TOPIC_ROOT = f"bench-{uuid.uuid4().hex[:8]}"  # a topic root of its own on a shared broker
 COLUMNS = (
     "id, device_id, measurement, measured_at, patient_record_id, institution_id, gateway_id, "
     "loinc, unit, value, diastolic, glucose_context, period_start, received_at"
@@ -393,6 +394,8 @@ class Worker:
                 self.client_id,
                 "--batch-max",
                 "20",
+                "--topic-root",
+                TOPIC_ROOT,
             ],
             env=env,
             stdout=self.log,
@@ -444,7 +447,7 @@ def _mqtt_throughput(engine: Engine, world: World, clock: Clock) -> tuple[float,
         g = m % len(world.gateways)
         items = _batch(rng, world.kits[g], clock, MQTT_BATCH)
         rows += _rows(items)
-        topic = f"medalliance/gateways/{world.gateways[g][0].code}/readings"
+        topic = f"{TOPIC_ROOT}/gateways/{world.gateways[g][0].code}/readings"
         messages.append((topic, json.dumps({"readings": items})))
     publisher = _publisher()
     try:
@@ -493,7 +496,7 @@ def _latency(
                 else:
                     i["value"] = max(i["value"], 92)
             topic = (
-                f"medalliance/gateways/{world.gateways[g % len(world.gateways)][0].code}/readings"
+                f"{TOPIC_ROOT}/gateways/{world.gateways[g % len(world.gateways)][0].code}/readings"
             )
             publisher.publish(topic, json.dumps({"readings": items}), qos=1)
             g += 1
@@ -515,7 +518,7 @@ def _latency(
                 "systolic": 200,
                 "diastolic": 125,
             }
-            topic = f"medalliance/gateways/{world.gateways[g][0].code}/readings"
+            topic = f"{TOPIC_ROOT}/gateways/{world.gateways[g][0].code}/readings"
             began = time.perf_counter()
             publisher.publish(topic, json.dumps({"readings": [item]}), qos=1)
             deadline = began + 10

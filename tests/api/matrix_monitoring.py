@@ -195,4 +195,5 @@ MONITORING_ROUTES: list[RouteSpec] = [
         foreign=CLINICAL,
     ),
     _spec("GET", f"{BASE}/desk", P.PATIENT_READ, lambda ctx: Call()),
+    _spec("GET", f"{BASE}/dead-letters", P.JOBS_MANAGE, lambda ctx: Call()),
 ]

@@ -33,6 +33,7 @@ from medalliance.domains.monitoring.mqtt_ingest import (
     handle_message,
 )
 from medalliance.kernel.clock import utcnow
+from medalliance.kernel.roles import Role
 from tests.factories import bind_session
 from tests.factories.alliance import InstitutionFactory
 from tests.factories.monitoring import assign, make_device, make_gateway
@@ -161,7 +162,10 @@ def _count(db: ScratchDatabase) -> int:
 
 @pytest.fixture
 def worker_thread(scratch_db: ScratchDatabase, broker: None) -> Iterator[IngestWorker]:
-    options = MqttOptions(client_id=f"ingest-{uuid.uuid4().hex[:12]}")
+    # A topic root of its own: concurrent runs on the same broker do not see each other.
+    options = MqttOptions(
+        client_id=f"ingest-{uuid.uuid4().hex[:12]}", topic_root=f"test-{uuid.uuid4().hex[:8]}"
+    )
     worker = IngestWorker(scratch_db.factory, options)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
@@ -176,7 +180,7 @@ def test_the_worker_stores_readings_raises_alerts_and_dead_letters(
     scratch_db: ScratchDatabase, worker_thread: IngestWorker
 ) -> None:
     code, serial = _seed(scratch_db)
-    topic = f"medalliance/gateways/{code}/readings"
+    topic = f"{worker_thread.options.topic_root}/gateways/{code}/readings"
     publisher = Publisher()
     try:
         now = utcnow()
@@ -201,7 +205,7 @@ def test_the_worker_stores_readings_raises_alerts_and_dead_letters(
 
 
 class WorkerProcess:
-    def __init__(self, database_url: str, client_id: str) -> None:
+    def __init__(self, database_url: str, client_id: str, topic_root: str) -> None:
         env = {**os.environ, "MEDALLIANCE_DATABASE_URL": database_url}
         self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
             [
@@ -213,6 +217,8 @@ class WorkerProcess:
                 client_id,
                 "--batch-max",
                 "10",
+                "--topic-root",
+                topic_root,
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -247,9 +253,10 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
     scratch_db: ScratchDatabase, broker: None
 ) -> None:
     code, serial = _seed(scratch_db)
-    topic = f"medalliance/gateways/{code}/readings"
+    root = f"test-{uuid.uuid4().hex[:8]}"
+    topic = f"{root}/gateways/{code}/readings"
     client_id = f"ingest-kill-{uuid.uuid4().hex[:12]}"
-    first = WorkerProcess(scratch_db.url, client_id)
+    first = WorkerProcess(scratch_db.url, client_id, root)
     second: WorkerProcess | None = None
     publisher = Publisher()
     total = 600
@@ -269,7 +276,7 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
         _wait(lambda: len(publisher.acked) == total, 30, "the broker's PUBACKs")
         stored_before_restart = _count(scratch_db)
         assert stored_before_restart < total
-        second = WorkerProcess(scratch_db.url, client_id)
+        second = WorkerProcess(scratch_db.url, client_id, root)
         assert second.subscribed.wait(30), "".join(second.lines)
         acked_at = {sent[mid] for mid in publisher.acked}
         _wait(lambda: _count(scratch_db) >= len(acked_at), 60, "every acknowledged reading")
@@ -287,3 +294,20 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_operators_see_the_dead_letters(
+    session: Session, client: Any, make_actor: Any, auth_headers: Any
+) -> None:
+    handle_message(session, "medalliance/gateways/ghost/readings", b'{"readings": [1]}')
+    session.flush()
+    admin = auth_headers(make_actor(Role.ALLIANCE_ADMIN))
+    listed = client.get(
+        "/api/monitoring/dead-letters", params={"gateway_code": "ghost"}, headers=admin
+    )
+    assert listed.status_code == 200, listed.text
+    (letter,) = listed.json()
+    assert letter["topic"] == "medalliance/gateways/ghost/readings"
+    assert "no active registered gateway 'ghost'" in letter["reason"]
+    clinician = auth_headers(make_actor(Role.CLINICIAN, institution=InstitutionFactory()))
+    assert client.get("/api/monitoring/dead-letters", headers=clinician).status_code == 403

@@ -24,10 +24,13 @@ def mqtt_ingest(
         str | None,
         typer.Option(help="Subscribe as $share/<group>/… so several workers split the load."),
     ] = None,
+    topic_root: Annotated[
+        str, typer.Option(help="First topic level: <root>/gateways/<code>/readings.")
+    ] = "medalliance",
     username: Annotated[str | None, typer.Option(help="Broker account.")] = None,
     batch_max: Annotated[int, typer.Option(help="Messages per transaction.")] = 50,
 ) -> None:
-    """Subscribe to medalliance/gateways/+/readings (QoS 1) and store the readings;
+    """Subscribe to <root>/gateways/+/readings (QoS 1) and store the readings;
     each message is acknowledged only after its transaction commits. The broker
     password comes from MEDALLIANCE_MQTT_PASSWORD."""
     from medalliance import wiring
@@ -46,6 +49,7 @@ def mqtt_ingest(
         port=port,
         client_id=client_id,
         share_group=share_group,
+        topic_root=topic_root,
         username=username,
         password=os.environ.get("MEDALLIANCE_MQTT_PASSWORD"),
         batch_max=batch_max,

@@ -38,7 +38,7 @@ from medalliance.kernel.clock import utcnow
 
 log = logging.getLogger(__name__)
 
-TOPIC = "medalliance/gateways/+/readings"
+ROOT = "medalliance"  # the first topic level; another root separates deployments on one broker
 MAX_PAYLOAD_CHARS = 100_000  # what a dead letter keeps of a huge payload
 
 
@@ -50,18 +50,21 @@ class MqttOptions:
     share_group: str | None = None
     username: str | None = None
     password: str | None = None
+    topic_root: str = ROOT
     batch_max: int = 50  # messages per transaction
     batch_wait: float = 0.02  # seconds to wait for more messages before committing
     keepalive: int = 30
 
     @property
     def subscription(self) -> str:
-        return TOPIC if not self.share_group else f"$share/{self.share_group}/{TOPIC}"
+        topic = f"{self.topic_root}/gateways/+/readings"
+        return topic if not self.share_group else f"$share/{self.share_group}/{topic}"
 
 
 def gateway_code(topic: str) -> str | None:
+    """``<root>/gateways/<code>/readings`` → code."""
     parts = topic.split("/")
-    if len(parts) == 4 and parts[:2] == ["medalliance", "gateways"] and parts[3] == "readings":
+    if len(parts) == 4 and parts[1] == "gateways" and parts[3] == "readings":
         return parts[2] or None
     return None
 

@@ -23,6 +23,7 @@ RegistryReader = Annotated[Actor, Depends(require(Permission.REGISTRY_READ))]
 RegistryManager = Annotated[Actor, Depends(require(Permission.REGISTRY_MANAGE))]
 Reader = Annotated[Actor, Depends(require(Permission.PATIENT_READ))]
 Writer = Annotated[Actor, Depends(require(Permission.PATIENT_WRITE))]
+Operator = Annotated[Actor, Depends(require(Permission.JOBS_MANAGE))]
 ThresholdSetter = Annotated[Actor, Depends(require(Permission.MONITORING_THRESHOLDS))]
 
 
@@ -241,3 +242,17 @@ def monitoring_desk(
     result = desk.desk(session, actor, mine_only=mine, trend_days=trend_days, page=page)
     response.headers["X-Total-Count"] = str(result.total)
     return result.items
+
+
+@router.get("/dead-letters", response_model=list[schemas.DeadLetterRead])
+def dead_letters(
+    session: DbSession,
+    actor: Operator,
+    page: Page,
+    response: Response,
+    gateway_code: str | None = None,
+) -> list[schemas.DeadLetterRead]:
+    """MQTT payloads and readings that could not be stored, with the reason."""
+    result = service.dead_letters(session, actor, gateway_code=gateway_code, page=page)
+    response.headers["X-Total-Count"] = str(result.total)
+    return [schemas.DeadLetterRead.model_validate(d) for d in result.items]

@@ -105,6 +105,16 @@ class ReadingRead(_Read):
     institution_id: uuid.UUID
 
 
+class DeadLetterRead(_Read):
+    id: uuid.UUID
+    transport: str
+    topic: str | None
+    gateway_code: str | None
+    reason: str
+    payload: str
+    received_at: datetime
+
+
 # --- gateways, devices, assignments -----------------------------------------------------
 
 

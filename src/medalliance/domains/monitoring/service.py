@@ -18,6 +18,7 @@ from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.monitoring import schemas
 from medalliance.domains.monitoring.catalogue import MeasurementType
 from medalliance.domains.monitoring.models import (
+    DeadLetter,
     Device,
     DeviceAssignment,
     DeviceGateway,
@@ -447,4 +448,22 @@ def patient_readings(
     rows = session.scalars(
         query.order_by(Reading.measured_at.desc()).limit(page.limit).offset(page.offset)
     )
+    return PageResult(items=list(rows), total=total)
+
+
+def dead_letters(
+    session: Session, actor: Actor, *, gateway_code: str | None, page: PageRequest
+) -> PageResult[DeadLetter]:
+    """What the MQTT worker could not store, newest first (for the operators)."""
+    from sqlalchemy import func
+
+    _require(actor, Permission.JOBS_MANAGE)
+    query = select(DeadLetter)
+    if gateway_code is not None:
+        query = query.where(DeadLetter.gateway_code == gateway_code)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(DeadLetter.received_at.desc()).limit(page.limit).offset(page.offset)
+    )
+    audit.record(session, actor, action="search", resource_type="MonitoringDeadLetter", detail={})
     return PageResult(items=list(rows), total=total)
