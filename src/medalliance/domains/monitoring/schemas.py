@@ -72,7 +72,11 @@ class ReadingIn(_Strict):
 class ReadingBatch(BaseModel):
     """Items are checked one by one, so one bad reading does not reject the batch."""
 
-    readings: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
+    readings: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="Readings shaped like ReadingIn; each is checked on its own",
+    )
 
 
 class ReadingResult(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -157,8 +157,6 @@ def create_device(*, session: Session, actor: Actor, data: schemas.DeviceCreate)
 def list_devices(
     session: Session, actor: Actor, *, gateway_id: uuid.UUID | None, page: PageRequest
 ) -> PageResult[Device]:
-    from sqlalchemy import func
-
     _require(actor, Permission.REGISTRY_READ)
     query = select(Device)
     if not actor.can(Permission.ALLIANCE_MANAGE):
@@ -411,8 +409,6 @@ def patient_readings(
     page: PageRequest,
 ) -> PageResult[Reading]:
     """The patient's readings from every member the policy lets the actor see."""
-    from sqlalchemy import func
-
     facts = patients_service.facts_or_404(session, person_id)
     policy.enforce(
         session,
@@ -455,8 +451,6 @@ def dead_letters(
     session: Session, actor: Actor, *, gateway_code: str | None, page: PageRequest
 ) -> PageResult[DeadLetter]:
     """What the MQTT worker could not store, newest first (for the operators)."""
-    from sqlalchemy import func
-
     _require(actor, Permission.JOBS_MANAGE)
     query = select(DeadLetter)
     if gateway_code is not None:
