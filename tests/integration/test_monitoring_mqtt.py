@@ -311,3 +311,36 @@ def test_operators_see_the_dead_letters(
     assert "no active registered gateway 'ghost'" in letter["reason"]
     clinician = auth_headers(make_actor(Role.CLINICIAN, institution=InstitutionFactory()))
     assert client.get("/api/monitoring/dead-letters", headers=clinician).status_code == 403
+
+
+def test_workers_in_a_share_group_split_the_stream(
+    scratch_db: ScratchDatabase, broker: None
+) -> None:
+    code, serial = _seed(scratch_db)
+    root, group = f"test-{uuid.uuid4().hex[:8]}", f"g{uuid.uuid4().hex[:6]}"
+    workers, threads, stop = [], [], threading.Event()
+    for n in range(2):
+        options = MqttOptions(
+            client_id=f"ingest-{n}-{uuid.uuid4().hex[:8]}", share_group=group, topic_root=root
+        )
+        assert options.subscription == f"$share/{group}/{root}/gateways/+/readings"
+        worker = IngestWorker(scratch_db.factory, options)
+        thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        thread.start()
+        assert worker.subscribed.wait(10)
+        workers.append(worker)
+        threads.append(thread)
+    publisher = Publisher()
+    try:
+        base = utcnow() - timedelta(hours=1)
+        for i in range(40):
+            reading = _reading(serial, base + timedelta(seconds=i))
+            publisher.publish(f"{root}/gateways/{code}/readings", {"readings": [reading]})
+        _wait(lambda: _count(scratch_db) == 40, 15, "40 readings")
+        _wait(lambda: sum(w.stored for w in workers) == 40, 5, "the workers' tallies")
+        assert all(w.stored > 0 for w in workers), [w.stored for w in workers]
+    finally:
+        publisher.close()
+        stop.set()
+        for thread in threads:
+            thread.join(10)
