@@ -122,3 +122,40 @@ def test_a_gateway_gets_its_own_account_signs_in_and_submits(
     # The gateway's account holds no patient-data permission.
     readings = f"/api/monitoring/patients/{person.id}/readings"
     assert_problem(client.get(readings, headers={"Authorization": f"Bearer {token}"}), 403)
+
+
+def test_a_racing_second_alert_of_the_same_rule_joins_the_first(session: Session) -> None:
+    """What a transaction that lost the race sees: the partial unique index refuses a
+    second active alert, and raise_alert counts an occurrence on the winner's."""
+    from medalliance.domains.monitoring import alerts
+    from medalliance.domains.monitoring.models import AlertStatus
+    from medalliance.domains.monitoring.rules import Finding
+    from medalliance.domains.monitoring.thresholds import AlertRule, Severity
+
+    home = InstitutionFactory()
+    nurse = UserFactory(role=Role.NURSE, institution=home)
+    _, record = make_patient(home)
+    finding = Finding(
+        AlertRule.LOW_SPO2,
+        Severity.HIGH,
+        "Low oxygen saturation",
+        "SpO2 87 %",
+        "SpO2 < 90 %",
+        "[S51]",
+        87,
+    )
+    kwargs = {
+        "patient_record_id": record.id,
+        "institution_id": home.id,
+        "finding": finding,
+        "reading_id": None,
+        "notify": [nurse.id],
+    }
+    first = alerts.raise_alert(session, at=utcnow(), **kwargs)
+    second = alerts.raise_alert(session, at=utcnow(), **kwargs)
+    assert second.id == first.id and second.occurrences == 2
+    assert len(session.scalars(select(Job)).all()) == 1  # one notification, not two
+    first.status = AlertStatus.RESOLVED
+    session.flush()
+    third = alerts.raise_alert(session, at=utcnow(), **kwargs)
+    assert third.id != first.id and third.status == AlertStatus.OPEN

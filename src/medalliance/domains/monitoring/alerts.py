@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -229,6 +230,9 @@ def raise_alert(
     at: datetime,
     notify: list[uuid.UUID],
 ) -> Alert:
+    """A new open alert with its notification — or, when another transaction raised
+    the same rule for the patient meanwhile (the partial unique index says so), that
+    alert with one more occurrence."""
     now = utcnow()
     alert = Alert(
         id=new_id(),  # known before flush: the reading's result names it
@@ -248,7 +252,17 @@ def raise_alert(
         last_seen_at=at,
         detail={},
     )
-    session.add(alert)
+    try:
+        with session.begin_nested():
+            session.add(alert)
+            session.flush()
+    except IntegrityError:
+        existing = active_alert(session, patient_record_id, finding.rule)
+        if existing is None:
+            raise
+        existing.occurrences += 1
+        existing.last_seen_at = max(existing.last_seen_at, at)
+        return existing
     recipients = notify or _on_call(session, institution_id)
     _notify(session, alert, recipients, f"{finding.title}: {finding.message}", "raised")
     return alert

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,6 +41,7 @@ class AlertStatus(StrEnum):
 
 
 ACTIVE_ALERT_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.ESCALATED)
+ACTIVE_SQL = "status IN ('open', 'acknowledged', 'escalated')"
 
 
 class DeviceGateway(IdMixin, TimestampMixin, Base):
@@ -148,6 +150,15 @@ class Alert(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         Index("ix_monitoring_alerts_institution_status", "institution_id", "status"),
         Index("ix_monitoring_alerts_record_rule", "patient_record_id", "rule"),
+        # One active alert per patient and rule, even when two transactions race.
+        Index(
+            "uq_monitoring_alerts_active_rule",
+            "patient_record_id",
+            "rule",
+            unique=True,
+            postgresql_where=text(ACTIVE_SQL),
+            sqlite_where=text(ACTIVE_SQL),
+        ),
     )
 
     patient_record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient_records.id"))

@@ -19,6 +19,9 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# At most one active alert per patient record and rule (see monitoring.models.Alert).
+ACTIVE = "status IN ('open', 'acknowledged', 'escalated')"
+
 
 def upgrade() -> None:
     op.create_table(
@@ -357,10 +360,18 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_monitoring_alerts_record_rule", ["patient_record_id", "rule"], unique=False
         )
+        batch_op.create_index(
+            "uq_monitoring_alerts_active_rule",
+            ["patient_record_id", "rule"],
+            unique=True,
+            postgresql_where=sa.text(ACTIVE),
+            sqlite_where=sa.text(ACTIVE),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("monitoring_alerts", schema=None) as batch_op:
+        batch_op.drop_index("uq_monitoring_alerts_active_rule")
         batch_op.drop_index("ix_monitoring_alerts_record_rule")
         batch_op.drop_index("ix_monitoring_alerts_institution_status")
 
