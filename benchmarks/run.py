@@ -42,6 +42,7 @@ REGISTRY: dict[str, str] = {
     "timeline_read": "benchmarks.bench_patient_reads.timeline_read",
     "mpi_linkage": "benchmarks.bench_mpi_linkage",
     "tcm_safety": "benchmarks.bench_tcm_safety",
+    "monitoring_ingest": "benchmarks.bench_monitoring_ingest",
 }
 
 HEADER = """\

@@ -18,6 +18,7 @@ from medalliance.audit.router import router as audit_router
 from medalliance.config import Settings, get_settings
 from medalliance.db.engine import build_engine, build_session_factory
 from medalliance.domains.alliance.router import router as alliance_router
+from medalliance.domains.monitoring.router import router as monitoring_router
 from medalliance.domains.patients.mpi.router import router as mpi_router
 from medalliance.domains.patients.router import router as patients_router
 from medalliance.domains.records.router import router as records_router
@@ -94,6 +95,7 @@ def create_app(
         tcm_router,
         audit_router,
         jobs_router,
+        monitoring_router,
     )
     for router in routers:
         app.include_router(router)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from medalliance.config import Settings, get_settings
+from medalliance.domains.monitoring import cli as monitoring_cli
 from medalliance.domains.patients.mpi.cli import mpi_app
 from medalliance.domains.tcm.cli import tcm_app
 from medalliance.kernel.errors import ConfigurationError, DomainError
@@ -209,6 +210,9 @@ def worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     runner.run_forever(stop, poll_seconds=poll)
+
+
+app.command("mqtt-ingest")(monitoring_cli.mqtt_ingest)
 
 
 def main() -> None:

@@ -20,6 +20,9 @@ MODULES = (
     "medalliance.domains.records.providers",
     "medalliance.domains.tcm.models",
     "medalliance.domains.tcm.providers",
+    "medalliance.domains.monitoring.models",
+    "medalliance.domains.monitoring.providers",
+    "medalliance.domains.monitoring.jobs",
 )
 
 

@@ -46,6 +46,7 @@ from tests.api.access_matrix import (
     table_problems,
     unique,
 )
+from tests.api.matrix_monitoring import MONITORING_ROUTES
 from tests.api.matrix_patients import PATIENT_ROUTES
 from tests.api.matrix_tcm import TCM_ROUTES
 from tests.factories.access import DEFAULT_PASSWORD
@@ -385,6 +386,7 @@ ROUTES: list[RouteSpec] = [
     # patients, the MPI and the longitudinal record
     *PATIENT_ROUTES,
     *TCM_ROUTES,
+    *MONITORING_ROUTES,
 ]
 
 

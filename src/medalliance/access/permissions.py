@@ -22,6 +22,7 @@ class Permission(StrEnum):
     DEVICE_INGEST = "device:ingest"
     MPI_REVIEW = "mpi:review"  # the MPI review queue, link and unlink
     PRESCRIBE = "prescription:write"  # write, sign and cancel prescriptions (clinicians)
+    MONITORING_THRESHOLDS = "monitoring:thresholds"  # per-patient alert thresholds
 
 
 _CLINICAL = {
@@ -50,7 +51,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.USERS_MANAGE,
         }
     ),
-    Role.CLINICIAN: frozenset(_CLINICAL | {Permission.MPI_REVIEW, Permission.PRESCRIBE}),
+    Role.CLINICIAN: frozenset(
+        _CLINICAL | {Permission.MPI_REVIEW, Permission.PRESCRIBE, Permission.MONITORING_THRESHOLDS}
+    ),
     Role.NURSE: frozenset(_CLINICAL | {Permission.BEDS_UPDATE, Permission.MPI_REVIEW}),
     Role.PHARMACIST: frozenset(_CLINICAL),
     Role.CARE_MANAGER: frozenset(_CLINICAL),

@@ -17,6 +17,7 @@ from medalliance.db.engine import build_engine, build_session_factory
 from medalliance.db.uow import unit_of_work
 from medalliance.demo import alliance_data as data
 from medalliance.demo import tcm_data
+from medalliance.demo.monitoring_data import seed_monitoring
 from medalliance.demo.patients import DEMO_PERSONS, seed_patients
 from medalliance.domains.alliance.models import (
     Alliance,
@@ -121,6 +122,15 @@ def seed(session: Session, *, patients: int = DEMO_PERSONS) -> SeedSummary:
             if n:
                 summary.created[kind] = n
         for kind, n in tcm_data.seed_tcm(session).items():
+            if n:
+                summary.created[kind] = n
+        monitored = seed_monitoring(session, institutions, password=DEMO_PASSWORD)
+        for kind, n in (
+            ("monitored patients", monitored.patients),
+            ("monitoring devices", monitored.devices),
+            ("device readings", monitored.readings),
+            ("monitoring alerts", monitored.alerts),
+        ):
             if n:
                 summary.created[kind] = n
     if summary.created:

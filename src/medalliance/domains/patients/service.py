@@ -539,5 +539,19 @@ def person_of_record(session: Session, record_id: uuid.UUID) -> uuid.UUID | None
     return session.scalar(select(PatientRecord.person_id).where(PatientRecord.id == record_id))
 
 
+def persons_of_records(
+    session: Session, record_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
+    """record id -> (person id, the record's name), for many records in one query."""
+    if not record_ids:
+        return {}
+    rows = session.execute(
+        select(PatientRecord.id, PatientRecord.person_id, PatientRecord.name).where(
+            PatientRecord.id.in_(record_ids)
+        )
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
 def facts_or_404(session: Session, person_id: uuid.UUID) -> policy.PatientFacts:
     return _facts_or_404(session, person_id)

@@ -308,3 +308,23 @@ def get_encounter(
         session.scalars(select(Procedure).where(Procedure.encounter_id == encounter_id))
     )
     return encounter, diagnoses, notes, procedures
+
+
+def active_diagnosis_codes(
+    session: Session, record_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, set[str]]:
+    """The ICD-10 codes of active diagnoses on each of these source records."""
+    if not record_ids:
+        return {}
+    found: dict[uuid.UUID, set[str]] = {}
+    rows = session.execute(
+        select(Diagnosis.patient_record_id, Diagnosis.western_code).where(
+            Diagnosis.patient_record_id.in_(record_ids),
+            Diagnosis.status == ClinicalStatus.ACTIVE,
+            Diagnosis.western_code.is_not(None),
+        )
+    )
+    for record_id, code in rows:
+        if code is not None:
+            found.setdefault(record_id, set()).add(code)
+    return found

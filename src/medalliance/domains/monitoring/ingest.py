@@ -1,0 +1,386 @@
+"""The ingestion pipeline shared by HTTP and MQTT: check each reading on its own,
+insert the good ones idempotently, evaluate the alert rules, audit per patient.
+
+Idempotency is the database's: a unique constraint on (device, measurement,
+measured_at) and ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL and
+SQLite both support it), so a retried batch or a redelivered MQTT message cannot store
+a reading twice, even when two workers race. Nothing here commits: the caller's unit
+of work does, and only then answers (HTTP) or acknowledges (MQTT).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from pydantic import ValidationError
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from medalliance.audit import service as audit
+from medalliance.domains.monitoring import alerts
+from medalliance.domains.monitoring.catalogue import (
+    DEVICE_MEASUREMENTS,
+    MEASUREMENTS,
+    MeasurementType,
+)
+from medalliance.domains.monitoring.models import (
+    Device,
+    DeviceAssignment,
+    DeviceGateway,
+    Reading,
+)
+from medalliance.domains.monitoring.rules import ReadingFacts
+from medalliance.domains.monitoring.schemas import ReadingIn
+from medalliance.domains.patients import service as patients_service
+from medalliance.kernel.actor import Actor
+from medalliance.kernel.clock import utcnow
+from medalliance.kernel.ids import new_id
+from medalliance.kernel.roles import Role
+
+# Device clocks drift; a reading a few minutes "ahead" is clock skew, not the future.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(slots=True)
+class Outcome:
+    index: int
+    status: str  # stored | duplicate | rejected
+    reason: str | None = None
+    reading_id: uuid.UUID | None = None
+    alerts: list[uuid.UUID] = field(default_factory=list)
+    raw: Any = None
+
+
+def gateway_actor(gateway: DeviceGateway, *, request_id: str | None = None) -> Actor:
+    """The actor a gateway's writes are audited under (its own account)."""
+    return Actor(
+        user_id=gateway.user_id,
+        username=f"gateway:{gateway.code}",
+        role=Role.DEVICE_GATEWAY,
+        institution_id=gateway.institution_id,
+        request_id=request_id,
+    )
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return "; ".join(parts)
+
+
+def _check(reading: ReadingIn, device: Device | None, now: datetime) -> str | None:
+    if device is None:
+        return f"unknown device {reading.device!r} for this gateway"
+    if reading.type not in DEVICE_MEASUREMENTS[device.device_type]:
+        return f"a {device.device_type} does not measure {reading.type}"
+    spec = MEASUREMENTS[reading.type]
+    if not spec.accepts(reading.unit):
+        allowed = ", ".join([spec.unit, *spec.conversions])
+        return f"unit {reading.unit!r} does not fit {reading.type} (use {allowed})"
+    if reading.measured_at > now + MAX_CLOCK_SKEW:
+        return f"measured_at {reading.measured_at.isoformat()} is in the future"
+    values = (
+        {"systolic": reading.systolic, "diastolic": reading.diastolic}
+        if reading.type is MeasurementType.BLOOD_PRESSURE
+        else {"value": reading.value}
+    )
+    for name, raw in values.items():
+        assert raw is not None
+        value = spec.to_stored_unit(raw, reading.unit)
+        if not spec.low <= value <= spec.high:
+            return (
+                f"{name} {raw:g} {reading.unit} is not a possible {reading.type} "
+                f"(accepted {spec.low:g}–{spec.high:g} {spec.unit})"
+            )
+    if reading.pulse is not None:
+        hr = MEASUREMENTS[MeasurementType.HEART_RATE]
+        if not hr.low <= reading.pulse <= hr.high:
+            return f"pulse {reading.pulse:g} /min is not a possible heart rate"
+    return None
+
+
+def _assignment_at(
+    assignments: Sequence[DeviceAssignment], at: datetime
+) -> DeviceAssignment | None:
+    for a in assignments:
+        if a.start <= at and (a.end is None or at < a.end):
+            return a
+    return None
+
+
+def _rows_for(
+    reading: ReadingIn,
+    device: Device,
+    assignment: DeviceAssignment,
+    gateway: DeviceGateway,
+    received_at: datetime,
+) -> list[dict[str, Any]]:
+    spec = MEASUREMENTS[reading.type]
+    base = {
+        "device_id": device.id,
+        "measured_at": reading.measured_at,
+        "patient_record_id": assignment.patient_record_id,
+        "institution_id": assignment.institution_id,
+        "gateway_id": gateway.id,
+        "received_at": received_at,
+        "diastolic": None,
+        "glucose_context": None,
+        "period_start": None,
+    }
+    if reading.type is MeasurementType.BLOOD_PRESSURE:
+        assert reading.systolic is not None and reading.diastolic is not None
+        rows = [
+            base
+            | {
+                "id": new_id(),
+                "measurement": reading.type,
+                "loinc": spec.loinc[0],
+                "unit": spec.unit,
+                "value": reading.systolic,
+                "diastolic": reading.diastolic,
+            }
+        ]
+        if reading.pulse is not None:
+            hr = MEASUREMENTS[MeasurementType.HEART_RATE]
+            rows.append(
+                base
+                | {
+                    "id": new_id(),
+                    "measurement": MeasurementType.HEART_RATE,
+                    "loinc": hr.loinc[0],
+                    "unit": hr.unit,
+                    "value": reading.pulse,
+                }
+            )
+        return rows
+    assert reading.value is not None
+    return [
+        base
+        | {
+            "id": new_id(),
+            "measurement": reading.type,
+            "loinc": spec.loinc[0],
+            "unit": spec.unit,
+            "value": round(spec.to_stored_unit(reading.value, reading.unit), 4),
+            "glucose_context": reading.context,
+            "period_start": reading.period_start,
+        }
+    ]
+
+
+def _insert_statement(dialect: str) -> Any:
+    """Built once per dialect, so SQLAlchemy's compiled cache serves every batch."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, Reading.__table__)
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["device_id", "measurement", "measured_at"])
+        .returning(table.c.id)
+    )
+
+
+_STATEMENTS = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
+
+
+_COLUMNS = (
+    "id",
+    "device_id",
+    "measurement",
+    "measured_at",
+    "patient_record_id",
+    "institution_id",
+    "gateway_id",
+    "loinc",
+    "unit",
+    "value",
+    "diastolic",
+    "glucose_context",
+    "period_start",
+    "received_at",
+)
+_COLUMN_LIST = ", ".join(_COLUMNS)
+_STAGING = "readings_incoming"
+
+
+def _copy_then_insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """PostgreSQL: COPY the batch into a session-local staging table, then one
+    INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id. COPY avoids building and
+    parsing a statement with thousands of parameters."""
+    connection = session.connection().connection.driver_connection
+    assert connection is not None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "
+            "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        None if row[c] is None else str(row[c]) if c in _ENUMS else row[c]
+                        for c in _COLUMNS
+                    ]
+                )
+        cursor.execute(
+            f"INSERT INTO readings ({_COLUMN_LIST}) "  # noqa: S608 - constant names
+            f"SELECT {_COLUMN_LIST} FROM {_STAGING} "
+            "ON CONFLICT (device_id, measurement, measured_at) DO NOTHING RETURNING id"
+        )
+        stored = {r[0] for r in cursor.fetchall()}
+        cursor.execute(f"DELETE FROM {_STAGING}")  # noqa: S608 - the next batch starts empty
+    return stored
+
+
+_ENUMS = frozenset({"measurement", "glucose_context"})
+
+
+def insert_idempotent(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert, skipping rows whose natural key exists; return the ids actually stored."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return _copy_then_insert(session, rows)
+    # SQLite: an executemany of one cached statement, batched by SQLAlchemy into
+    # multi-row INSERTs with RETURNING ("insertmanyvalues").
+    result = session.connection().execute(_STATEMENTS[dialect], rows)
+    return set(result.scalars())
+
+
+def ingest(
+    session: Session,
+    *,
+    gateway: DeviceGateway,
+    items: Sequence[Any],
+    actor: Actor,
+    transport: str,
+) -> list[Outcome]:
+    """Store a batch from one gateway; one outcome per item, in order."""
+    now = utcnow()
+    outcomes: list[Outcome] = []
+    parsed: list[tuple[int, ReadingIn]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            outcomes.append(Outcome(index, "rejected", "a reading must be a JSON object", raw=item))
+            continue
+        try:
+            parsed.append((index, ReadingIn.model_validate(item)))
+            outcomes.append(Outcome(index, "pending", raw=item))
+        except ValidationError as exc:
+            outcomes.append(Outcome(index, "rejected", _reason(exc), raw=item))
+
+    serials = {r.device for _, r in parsed}
+    devices = (
+        {
+            d.serial: d
+            for d in session.scalars(
+                select(Device).where(
+                    Device.serial.in_(serials),
+                    Device.gateway_id == gateway.id,
+                    Device.active.is_(True),
+                )
+            )
+        }
+        if serials
+        else {}
+    )
+    by_device: dict[uuid.UUID, list[DeviceAssignment]] = defaultdict(list)
+    if devices:
+        for a in session.scalars(
+            select(DeviceAssignment).where(
+                DeviceAssignment.device_id.in_([d.id for d in devices.values()])
+            )
+        ):
+            by_device[a.device_id].append(a)
+
+    rows: list[dict[str, Any]] = []
+    owner: dict[uuid.UUID, tuple[int, DeviceAssignment]] = {}  # row id -> (item, assignment)
+    keys: dict[tuple[uuid.UUID, str, datetime], int] = {}
+    for index, reading in parsed:
+        outcome = outcomes[index]
+        device = devices.get(reading.device)
+        problem = _check(reading, device, now)
+        if problem is None:
+            assert device is not None
+            assignment = _assignment_at(by_device[device.id], reading.measured_at)
+            if assignment is None:
+                problem = (
+                    f"device {reading.device!r} was not assigned to a patient at "
+                    f"{reading.measured_at.isoformat()}"
+                )
+        if problem is not None:
+            outcome.status, outcome.reason = "rejected", problem
+            continue
+        assert device is not None and assignment is not None
+        key = (device.id, str(reading.type), reading.measured_at)
+        if key in keys:
+            outcome.status, outcome.reason = "duplicate", f"same reading as item {keys[key]}"
+            continue
+        keys[key] = index
+        new_rows = _rows_for(reading, device, assignment, gateway, now)
+        outcome.reading_id = new_rows[0]["id"]
+        for row in new_rows:
+            owner[row["id"]] = (index, assignment)
+        rows.extend(new_rows)
+
+    stored = insert_idempotent(session, rows)
+    fresh: list[alerts.StoredReading] = []
+    per_record: dict[uuid.UUID, int] = defaultdict(int)
+    for row in rows:
+        index, assignment = owner[row["id"]]
+        outcome = outcomes[index]
+        if row["id"] == outcome.reading_id:
+            outcome.status = "stored" if row["id"] in stored else "duplicate"
+            if outcome.status == "duplicate":
+                outcome.reading_id = None
+                outcome.reason = "already stored"
+        if row["id"] in stored:
+            per_record[assignment.patient_record_id] += 1
+            fresh.append(
+                alerts.StoredReading(
+                    id=row["id"],
+                    patient_record_id=assignment.patient_record_id,
+                    institution_id=assignment.institution_id,
+                    responsible_user_id=assignment.responsible_user_id,
+                    facts=ReadingFacts(
+                        row["measurement"], row["measured_at"], row["value"], row["diastolic"]
+                    ),
+                )
+            )
+    raised = alerts.evaluate_readings(session, fresh)
+    for outcome in outcomes:
+        if outcome.reading_id is not None:
+            outcome.alerts = raised.get(outcome.reading_id, [])
+    _audit(session, actor, gateway, per_record, transport)
+    return outcomes
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    gateway: DeviceGateway,
+    per_record: dict[uuid.UUID, int],
+    transport: str,
+) -> None:
+    """One audit event per patient per batch. The gateway holds no patient-data
+    permission: its right to write comes from the device being registered to it and
+    assigned to the patient (an assignment a clinician made under the policy)."""
+    persons = patients_service.persons_of_records(session, list(per_record))
+    for record_id, count in per_record.items():
+        audit.record(
+            session,
+            actor,
+            action="create",
+            resource_type="Observation",
+            patient_id=persons[record_id][0],
+            reason="device assigned to the patient, registered to this gateway",
+            detail={"readings": count, "gateway": gateway.code, "transport": transport},
+        )
