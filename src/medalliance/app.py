@@ -21,6 +21,8 @@ from medalliance.domains.alliance.router import router as alliance_router
 from medalliance.domains.patients.mpi.router import router as mpi_router
 from medalliance.domains.patients.router import router as patients_router
 from medalliance.domains.records.router import router as records_router
+from medalliance.domains.results.router import router as results_router
+from medalliance.interop.hl7v2.router import router as hl7v2_router
 from medalliance.jobs.router import router as jobs_router
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,8 @@ def create_app(
         patients_router,
         mpi_router,
         records_router,
+        results_router,
+        hl7v2_router,
         audit_router,
         jobs_router,
     )

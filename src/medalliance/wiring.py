@@ -18,6 +18,8 @@ MODULES = (
     "medalliance.domains.patients.providers",
     "medalliance.domains.records.models",
     "medalliance.domains.records.providers",
+    "medalliance.domains.results.models",
+    "medalliance.domains.results.providers",
 )
 
 

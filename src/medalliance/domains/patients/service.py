@@ -541,3 +541,33 @@ def person_of_record(session: Session, record_id: uuid.UUID) -> uuid.UUID | None
 
 def facts_or_404(session: Session, person_id: uuid.UUID) -> policy.PatientFacts:
     return _facts_or_404(session, person_id)
+
+
+def find_local_record(
+    session: Session,
+    institution_id: uuid.UUID,
+    *,
+    mrn: str | None = None,
+    id_number: str | None = None,
+) -> PatientRecord | None:
+    """A member's source record by its MRN, else by resident ID (for interfaces such as
+    HL7 v2 that name the patient by the sender's identifiers)."""
+    if mrn:
+        found = session.scalar(
+            select(PatientRecord).where(
+                PatientRecord.institution_id == institution_id, PatientRecord.mrn == mrn
+            )
+        )
+        if found is not None:
+            return found
+    if id_number:
+        return session.scalar(
+            select(PatientRecord)
+            .where(
+                PatientRecord.institution_id == institution_id,
+                PatientRecord.id_number == id_number,
+            )
+            .order_by(PatientRecord.created_at.desc())
+            .limit(1)
+        )
+    return None
