@@ -126,6 +126,14 @@ def test_a_duplicate_control_id_is_acknowledged_again_and_stored_once(
     assert _count(session, Hl7Message) == before[0] + 1
 
 
+def _without_identifiers(message: str) -> str:
+    return message.replace("MRN-1^^^", "").replace(f"{RESIDENT_ID}^^^CHN^NNCHN", "")
+
+
+def _potassium_in_mg_per_dl(message: str) -> str:
+    return message.replace("14749-6^14749-6", "2823-3^2823-3").replace("mmol/L", "mg/dL")
+
+
 @pytest.mark.parametrize(
     ("mutate", "ack_code", "location"),
     [
@@ -135,10 +143,10 @@ def test_a_duplicate_control_id_is_acknowledged_again_and_stored_once(
         (lambda m: m.replace("|5.6|", "|five|"), "AE", "OBX^1^5"),
         (lambda m: m.replace("|NM|", "|ZZ|"), "AE", "OBX^1^2"),
         (lambda m: m.replace("|F|||", "|X|||"), "AE", "OBX^1^11"),
-        (lambda m: m.replace("MRN-1^^^", "").replace(f"{RESIDENT_ID}^^^CHN^NNCHN", ""), "AE", "PID^1^3"),
+        (_without_identifiers, "AE", "PID^1^3"),
         (lambda m: m.replace("|19491231|", "|1949-12-31|"), "AE", "PID^1^7"),
         # Potassium is a substance concentration: mg/dL does not fit its unit family.
-        (lambda m: m.replace("14749-6^14749-6", "2823-3^2823-3").replace("mmol/L", "mg/dL"), "AE", "OBX^1^6"),
+        (_potassium_in_mg_per_dl, "AE", "OBX^1^6"),
         (lambda m: m.replace("mmol/L", "furlongs"), "AE", "OBX^1^6"),
     ],
     ids=["garbage", "type", "version", "value", "value-type", "status", "no-identifier",
@@ -369,8 +377,8 @@ def test_decisions_reuse_and_repeat_with_reasons_feed_the_statistics(
 
 def test_trend_and_timeline_show_results_across_members(client: TestClient, world: Any) -> None:
     for n, (control, days, value) in enumerate([("T-1", 20, "5.1"), ("T-2", 10, "6.3")]):
-        message = oru(control, world.a.code, filler=f"F-{n}",
-                      observations=[obx(1, "14749-6", value, "mmol/L", at=days_ago(days))])  # fmt: skip
+        reading = obx(1, "14749-6", value, "mmol/L", at=days_ago(days))
+        message = oru(control, world.a.code, filler=f"F-{n}", observations=[reading])
         assert _post(client, world.gw_a, message)[0] == 200
     pid = _register_at_c_with_encounter(client, world)
     trend = client.get(f"/api/patients/{pid}/results/trend", params={"item": "14749-6"},
