@@ -41,6 +41,8 @@ REGISTRY: dict[str, str] = {
     "mpi_online_match": "benchmarks.bench_patient_reads.mpi_online_match",
     "timeline_read": "benchmarks.bench_patient_reads.timeline_read",
     "mpi_linkage": "benchmarks.bench_mpi_linkage",
+    "results_order_check": "benchmarks.bench_results_order_check",
+    "results_hl7_ingest": "benchmarks.bench_results_hl7",
 }
 
 HEADER = """\

@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -571,3 +571,9 @@ def find_local_record(
             .limit(1)
         )
     return None
+
+
+def record_ids_query(person_id: uuid.UUID) -> Select[Any]:
+    """The person's source-record ids as a subquery, for other domains' single-statement
+    reads (``X.patient_record_id.in_(record_ids_query(person))``)."""
+    return select(PatientRecord.id).where(PatientRecord.person_id == person_id)

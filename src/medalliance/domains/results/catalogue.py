@@ -134,6 +134,28 @@ def list_versions(session: Session, codes: Collection[str]) -> dict[str, list[ru
     return found
 
 
+def versions_and_current(
+    session: Session, codes: Collection[str], day: date
+) -> tuple[dict[str, list[rules.ListVersion]], dict[str, RecognitionItem]]:
+    """In one query: every list version of the items, and the version in force on ``day``."""
+    versions: dict[str, list[rules.ListVersion]] = defaultdict(list)
+    current: dict[str, RecognitionItem] = {}
+    if not codes:
+        return versions, current
+    rows = session.scalars(
+        select(RecognitionItem)
+        .where(RecognitionItem.code.in_(list(codes)))
+        .order_by(RecognitionItem.code, RecognitionItem.version)
+    )
+    for item in rows:
+        versions[item.code].append(
+            rules.ListVersion(item.version, item.valid_from, item.valid_to, item.validity_days)
+        )
+        if _covers(item, day):
+            current[item.code] = item
+    return versions, current
+
+
 # --- accreditation ------------------------------------------------------------------------
 
 

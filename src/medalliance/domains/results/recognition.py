@@ -61,12 +61,11 @@ def order_check(
     )
     codes = list(dict.fromkeys(data.items))
     now = utcnow()
-    records = patients_service.record_ids_of(session, data.patient_id)
     rows = list(
         session.scalars(
             select(Result)
             .where(
-                Result.patient_record_id.in_(records),
+                Result.patient_record_id.in_(patients_service.record_ids_query(data.patient_id)),
                 Result.item_code.in_(codes),
                 Result.superseded_by_id.is_(None),
             )
@@ -77,9 +76,8 @@ def order_check(
     allowed = visible_owners(session, actor, facts, owners)
     institutions = alliance_service.institutions_by_id(session, list(owners))
     rows = [r for r in rows if allowed[r.institution_id]]
-    versions = catalogue.list_versions(session, codes)
+    versions, items = catalogue.versions_and_current(session, codes, now.date())
     periods = catalogue.eqa_periods(session, {r.institution_id for r in rows}, codes)
-    items = {i.code: i for i in catalogue.current_items(session, on=now.date()) if i.code in codes}
     by_code: dict[str, list[_Candidate]] = defaultdict(list)
     for row in rows:
         verdict = rules.evaluate(
