@@ -70,6 +70,25 @@ def item_history(session: Session, code: str) -> list[RecognitionItem]:
     )
 
 
+def histories(session: Session, codes: Collection[str]) -> dict[str, list[RecognitionItem]]:
+    """Every version of each item, oldest first, in one query."""
+    found: dict[str, list[RecognitionItem]] = defaultdict(list)
+    if not codes:
+        return found
+    rows = session.scalars(
+        select(RecognitionItem)
+        .where(RecognitionItem.code.in_(list(codes)))
+        .order_by(RecognitionItem.code, RecognitionItem.version)
+    )
+    for item in rows:
+        found[item.code].append(item)
+    return found
+
+
+def as_list_version(item: RecognitionItem) -> rules.ListVersion:
+    return rules.ListVersion(item.version, item.valid_from, item.valid_to, item.validity_days)
+
+
 def item_on(session: Session, code: str, day: date) -> RecognitionItem | None:
     """The version of an item in force on a day (None when it is not on the list then)."""
     versions = [v for v in item_history(session, code) if _covers(v, day)]

@@ -6,7 +6,8 @@ record there, after the access policy allowed the write."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from medalliance.access import policy
 from medalliance.audit import service as audit
 from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.patients import service as patients_service
-from medalliance.domains.results import catalogue, schemas, units
+from medalliance.domains.results import catalogue, rules, schemas, units
 from medalliance.domains.results.models import Result, ResultKind
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.errors import Conflict, InvalidInput, NotFound
@@ -51,34 +52,35 @@ def _record_for_write(
     return record.id
 
 
-def check_unit(item_code: str, unit: str | None, session: Session) -> None:
-    """A unit must be UCUM and fit the item's unit family (the catalogue's LOINC property)."""
-    if unit is None:
+def _supersede(session: Session, new: Sequence[Result]) -> None:
+    """A newer report of the same observation supersedes the current one; never overwrite.
+    The same observation: same member, record and item, and the same order (or, without
+    an order reference, the same specimen time)."""
+    if not new:
         return
-    item = catalogue.latest_item(session, item_code)
-    try:
-        units.check_unit(unit, None if item is None else item.unit_property)
-    except units.UnitError as exc:
-        raise InvalidInput(str(exc), field="unit") from exc
-
-
-def _supersede(session: Session, new: Result) -> None:
-    """A newer report of the same observation supersedes the current one; never overwrite."""
-    query = select(Result).where(
-        Result.institution_id == new.institution_id,
-        Result.patient_record_id == new.patient_record_id,
-        Result.item_code == new.item_code,
-        Result.superseded_by_id.is_(None),
-        Result.id != new.id,
+    first = new[0]
+    fresh = {r.id for r in new}
+    current = session.scalars(
+        select(Result).where(
+            Result.institution_id == first.institution_id,
+            Result.patient_record_id == first.patient_record_id,
+            Result.item_code.in_({r.item_code for r in new}),
+            Result.superseded_by_id.is_(None),
+        )
     )
-    if new.order_ref is not None:
-        query = query.where(Result.order_ref == new.order_ref)
-    else:
-        query = query.where(Result.order_ref.is_(None), Result.effective_at == new.effective_at)
-    for old in session.scalars(query):
-        old.superseded_by_id = new.id
-        if new.supersedes_id is None:
-            new.supersedes_id = old.id
+    by_key: dict[tuple[str, object], list[Result]] = defaultdict(list)
+    for old in current:
+        if old.id not in fresh:
+            by_key[_key(old)].append(old)
+    for result in new:
+        for old in by_key.pop(_key(result), []):
+            old.superseded_by_id = result.id
+            if result.supersedes_id is None:
+                result.supersedes_id = old.id
+
+
+def _key(result: Result) -> tuple[str, object]:
+    return (result.item_code, result.order_ref or result.effective_at)
 
 
 def _write(
@@ -87,29 +89,71 @@ def _write(
     person_id: uuid.UUID,
     record_id: uuid.UUID | None,
     kind: ResultKind,
-    fields: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
     source: str,
     message_id: uuid.UUID | None,
-) -> Result:
+) -> list[Result]:
+    """Check every row first (kind, UCUM unit family), then write them all."""
+    codes = {row["item_code"] for row in rows}
+    history = catalogue.histories(session, codes)
+    for index, row in enumerate(rows):
+        versions = history.get(row["item_code"], [])
+        latest = versions[-1] if versions else None
+        if latest is not None and latest.kind is not kind:
+            raise InvalidInput(
+                f"Item {row['item_code']} is a {latest.kind} item, not {kind}.",
+                field="item_code",
+                index=index,
+            )
+        if row.get("unit") is not None:
+            try:
+                units.check_unit(row["unit"], None if latest is None else latest.unit_property)
+            except units.UnitError as exc:
+                raise InvalidInput(str(exc), field="unit", index=index) from exc
+        if row.get("item_name") is None and latest is not None:
+            row["item_name"] = latest.name_en
     record = _record_for_write(session, actor, person_id, record_id)
     assert actor.institution_id is not None
-    result = Result(
-        **fields,
-        kind=kind,
-        patient_record_id=record,
-        institution_id=actor.institution_id,
-        hr_mark=catalogue.hr_mark(
-            session, actor.institution_id, fields["item_code"], fields["effective_at"].date()
-        ),
-        source=source,
-        source_message_id=message_id,
-        recorded_by=actor.user_id,
-    )
-    session.add(result)
+    periods = catalogue.eqa_periods(session, [actor.institution_id], codes)
+    results = []
+    for row in rows:
+        code = row["item_code"]
+        list_versions = [catalogue.as_list_version(v) for v in history.get(code, [])]
+        eqa = periods.get((actor.institution_id, code), [])
+        results.append(
+            Result(
+                **row,
+                kind=kind,
+                patient_record_id=record,
+                institution_id=actor.institution_id,
+                hr_mark=rules.hr_mark(list_versions, eqa, row["effective_at"].date()),
+                source=source,
+                source_message_id=message_id,
+                recorded_by=actor.user_id,
+            )
+        )
+    session.add_all(results)
     session.flush()
-    _supersede(session, result)
+    _supersede(session, results)
     session.flush()
-    return result
+    return results
+
+
+def record_lab_results(
+    *,
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    data: Sequence[schemas.LabResultIn],
+    record_id: uuid.UUID | None = None,
+    source: str = "api",
+    message_id: uuid.UUID | None = None,
+) -> list[Result]:
+    """Record several lab results of one patient from the actor's institution, all or
+    none (an HL7 message, a FHIR transaction). A bad one raises ``InvalidInput`` with
+    ``extra['index']`` naming it."""
+    rows = [d.model_dump() for d in data]
+    return _write(session, actor, person_id, record_id, ResultKind.LAB, rows, source, message_id)
 
 
 def record_lab_result(
@@ -122,14 +166,17 @@ def record_lab_result(
     source: str = "api",
     message_id: uuid.UUID | None = None,
 ) -> Result:
-    item = catalogue.latest_item(session, data.item_code)
-    if item is not None and item.kind is not ResultKind.LAB:
-        raise InvalidInput(f"Item {data.item_code} is an imaging item.", field="item_code")
-    check_unit(data.item_code, data.unit, session)
-    fields = data.model_dump()
-    if fields["item_name"] is None and item is not None:
-        fields["item_name"] = item.name_en
-    return _write(session, actor, person_id, record_id, ResultKind.LAB, fields, source, message_id)
+    """Record one lab result (LOINC item, value, UCUM unit fitting the item's family)."""
+    (result,) = record_lab_results(
+        session=session,
+        actor=actor,
+        person_id=person_id,
+        data=[data],
+        record_id=record_id,
+        source=source,
+        message_id=message_id,
+    )
+    return result
 
 
 def record_imaging_report(
@@ -142,15 +189,18 @@ def record_imaging_report(
     source: str = "api",
     message_id: uuid.UUID | None = None,
 ) -> Result:
-    item = catalogue.latest_item(session, data.item_code)
-    if item is not None and item.kind is not ResultKind.IMAGING:
-        raise InvalidInput(f"Item {data.item_code} is a lab item.", field="item_code")
-    fields = data.model_dump()
-    if fields["item_name"] is None and item is not None:
-        fields["item_name"] = item.name_en
-    return _write(
-        session, actor, person_id, record_id, ResultKind.IMAGING, fields, source, message_id
+    """Record one imaging report (modality, body site, report, conclusion, PACS link)."""
+    (result,) = _write(
+        session,
+        actor,
+        person_id,
+        record_id,
+        ResultKind.IMAGING,
+        [data.model_dump()],
+        source,
+        message_id,
     )
+    return result
 
 
 # --- reads --------------------------------------------------------------------------------

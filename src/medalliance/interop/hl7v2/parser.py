@@ -109,6 +109,7 @@ class ParsedOru:
     patient: PatientIdentity
     labs: list[ParsedLab]
     imaging: list[ParsedImaging]
+    header: Header
 
 
 @dataclass(slots=True)
@@ -181,12 +182,16 @@ def parse_time(value: str, segment: str, position: int, sequence: int = 1) -> da
 
 def header_of(raw: str) -> Header:
     """Best-effort MSH for the ACK; never raises."""
-    header = Header()
     try:
         message = parse_message(raw, find_groups=False, validation_level=VALIDATION_LEVEL.QUIET)
         msh = message.msh
     except Exception:
-        return header
+        return Header()
+    return _header(msh)
+
+
+def _header(msh: Any) -> Header:
+    header = Header()
     header.sending_application = _er7(msh.msh_3)
     header.sending_facility = _component(msh.msh_4, 1)
     header.receiving_application = _er7(msh.msh_5)
@@ -269,6 +274,7 @@ def parse(raw: str) -> ParsedOru:
         patient=patient,
         labs=labs,
         imaging=imaging,
+        header=_header(msh),
     )
 
 

@@ -73,14 +73,14 @@ class Outcome:
 
 def ingest(session: Session, actor: Actor, raw: str) -> Outcome:
     raw = parser.normalise(raw)
-    header = parser.header_of(raw)
     if len(raw) > MAX_MESSAGE_CHARS:
         too_big = Hl7Problem("MSH", 0, "the message is larger than 1 MB", "207", ack_code="AR")
-        return _rejected(session, actor, header, too_big, 413)
+        return _rejected(session, actor, parser.Header(), too_big, 413)
     try:
         parsed = parser.parse(raw)
     except Hl7Problem as problem:
-        return _rejected(session, actor, header, problem)
+        return _rejected(session, actor, parser.header_of(raw), problem)
+    header = parsed.header
     sender = alliance_service.find_institution(session, parsed.sending_facility)
     if sender is None:
         unknown = Hl7Problem("MSH", 4, f"unknown sending institution {parsed.sending_facility!r}",
@@ -144,20 +144,22 @@ def _store(
     session.flush()
     record_id, person_id, review = _resolve_patient(session, writer, sender_id, parsed.patient)
     ids: list[uuid.UUID] = []
-    for lab in parsed.labs:
+    if parsed.labs:
         try:
-            result = results_service.record_lab_result(
+            labs = results_service.record_lab_results(
                 session=session,
                 actor=writer,
                 person_id=person_id,
-                data=lab.data,
+                data=[lab.data for lab in parsed.labs],
                 record_id=record_id,
                 source="hl7v2",
                 message_id=message.id,
             )
         except DomainError as exc:
-            raise _located(exc, LAB_SERVICE_FIELDS, ("OBX", 5), lab.obx_sequence) from exc
-        ids.append(result.id)
+            index = int(exc.extra.get("index", 0))
+            sequence = parsed.labs[index].obx_sequence
+            raise _located(exc, LAB_SERVICE_FIELDS, ("OBX", 5), sequence) from exc
+        ids.extend(r.id for r in labs)
     for study in parsed.imaging:
         try:
             result = results_service.record_imaging_report(
