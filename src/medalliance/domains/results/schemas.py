@@ -15,8 +15,10 @@ from medalliance.domains.results.models import RecognitionChoice, ResultKind, Re
 from medalliance.domains.results.reference import FREE_TEXT_MAX, REPEAT_REASONS
 
 ITEM_CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
-# HL7 table 0078 abnormal flags (the common subset; a member may send others as text).
-ABNORMAL_FLAGS = frozenset({"L", "H", "LL", "HH", "<", ">", "N", "A", "AA", "S", "R", "I"})
+# HL7 v2.5.1 table 0078 (interpretation codes / abnormal flags).
+ABNORMAL_FLAGS = frozenset(
+    {"L", "H", "LL", "HH", "<", ">", "N", "A", "AA", "U", "D", "B", "W", "S", "R", "I", "MS", "VS"}
+)
 LOINC = re.compile(r"^[0-9]{1,7}-[0-9]$")
 
 
