@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,9 +41,26 @@ def _ordering_institution(session: Session, actor: Actor, code: str) -> uuid.UUI
     return institution.id
 
 
+CANDIDATE_COLUMNS = (
+    Result.id,
+    Result.kind,
+    Result.item_code,
+    Result.status,
+    Result.effective_at,
+    Result.institution_id,
+    Result.performing_lab,
+    Result.value_numeric,
+    Result.value_text,
+    Result.unit,
+    Result.conclusion,
+    Result.pacs_url,
+    Result.hr_mark,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidate:
-    result: Result
+    result: Any  # a Row of CANDIDATE_COLUMNS
     verdict: rules.Verdict
 
 
@@ -61,9 +79,10 @@ def order_check(
     )
     codes = list(dict.fromkeys(data.items))
     now = utcnow()
+    # Plain columns, not ORM objects: this runs at every order and must stay cheap.
     rows = list(
-        session.scalars(
-            select(Result)
+        session.execute(
+            select(*CANDIDATE_COLUMNS)
             .where(
                 Result.patient_record_id.in_(patients_service.record_ids_query(data.patient_id)),
                 Result.item_code.in_(codes),
