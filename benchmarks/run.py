@@ -43,6 +43,8 @@ REGISTRY: dict[str, str] = {
     "mpi_linkage": "benchmarks.bench_mpi_linkage",
     "tcm_safety": "benchmarks.bench_tcm_safety",
     "monitoring_ingest": "benchmarks.bench_monitoring_ingest",
+    "results_order_check": "benchmarks.bench_results_order_check",
+    "results_hl7_ingest": "benchmarks.bench_results_hl7",
 }
 
 HEADER = """\

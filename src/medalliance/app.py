@@ -22,7 +22,9 @@ from medalliance.domains.monitoring.router import router as monitoring_router
 from medalliance.domains.patients.mpi.router import router as mpi_router
 from medalliance.domains.patients.router import router as patients_router
 from medalliance.domains.records.router import router as records_router
+from medalliance.domains.results.router import router as results_router
 from medalliance.domains.tcm.router import router as tcm_router
+from medalliance.interop.hl7v2.router import router as hl7v2_router
 from medalliance.jobs.router import router as jobs_router
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,8 @@ def create_app(
         mpi_router,
         records_router,
         tcm_router,
+        results_router,
+        hl7v2_router,
         audit_router,
         jobs_router,
         monitoring_router,

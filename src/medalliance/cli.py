@@ -14,7 +14,9 @@ import typer
 from medalliance.config import Settings, get_settings
 from medalliance.domains.monitoring import cli as monitoring_cli
 from medalliance.domains.patients.mpi.cli import mpi_app
+from medalliance.domains.results.cli import results_app
 from medalliance.domains.tcm.cli import tcm_app
+from medalliance.interop.hl7v2.cli import hl7_app
 from medalliance.kernel.errors import ConfigurationError, DomainError
 from medalliance.kernel.roles import Role
 
@@ -32,6 +34,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(mpi_app, name="mpi", help="Master patient index: batch linkage, training.")
 app.add_typer(tcm_app, name="tcm", help="TCM reference data and the safety check.")
+app.add_typer(results_app, name="results")
+app.add_typer(hl7_app, name="hl7")
 
 DEMO_DATABASE_URL = "sqlite:///./medalliance-demo.db"
 

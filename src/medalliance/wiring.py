@@ -23,6 +23,8 @@ MODULES = (
     "medalliance.domains.monitoring.models",
     "medalliance.domains.monitoring.providers",
     "medalliance.domains.monitoring.jobs",
+    "medalliance.domains.results.models",
+    "medalliance.domains.results.providers",
 )
 
 

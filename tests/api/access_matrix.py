@@ -205,6 +205,8 @@ class Call:
     json: Any = None
     data: Mapping[str, str] | None = None
     params: Mapping[str, str] | None = None
+    content: bytes | None = None  # a raw body (e.g. an HL7 v2 message)
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -348,6 +350,10 @@ def _send(h: Harness, spec: RouteSpec, call: Call, headers: Mapping[str, str]) -
         kwargs["data"] = dict(call.data)
     if call.params is not None:
         kwargs["params"] = dict(call.params)
+    if call.content is not None:
+        kwargs["content"] = call.content
+    if call.headers is not None:
+        kwargs["headers"].update(call.headers)
     return h.client.request(spec.method, path, **kwargs)
 
 

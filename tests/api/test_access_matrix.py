@@ -48,6 +48,7 @@ from tests.api.access_matrix import (
 )
 from tests.api.matrix_monitoring import MONITORING_ROUTES
 from tests.api.matrix_patients import PATIENT_ROUTES
+from tests.api.matrix_results import RESULT_ROUTES
 from tests.api.matrix_tcm import TCM_ROUTES
 from tests.factories.access import DEFAULT_PASSWORD
 from tests.factories.alliance import BedFactory, DepartmentFactory, PractitionerFactory
@@ -387,6 +388,7 @@ ROUTES: list[RouteSpec] = [
     *PATIENT_ROUTES,
     *TCM_ROUTES,
     *MONITORING_ROUTES,
+    *RESULT_ROUTES,
 ]
 
 

@@ -22,7 +22,12 @@ from medalliance.kernel.pagination import PageRequest, PageResult
 from medalliance.kernel.roles import Role
 
 ALLIANCE_ONLY_ROLES = {Role.ALLIANCE_ADMIN, Role.AUDITOR}
-ROLES_WITHOUT_PRACTITIONER = {Role.DEVICE_GATEWAY, Role.AUDITOR, Role.ALLIANCE_ADMIN}
+ROLES_WITHOUT_PRACTITIONER = {
+    Role.DEVICE_GATEWAY,
+    Role.INTERFACE_GATEWAY,
+    Role.AUDITOR,
+    Role.ALLIANCE_ADMIN,
+}
 
 
 def _require_scope(actor: Actor, institution_id: uuid.UUID | None, role: Role | None) -> None:

@@ -23,6 +23,9 @@ class Permission(StrEnum):
     MPI_REVIEW = "mpi:review"  # the MPI review queue, link and unlink
     PRESCRIBE = "prescription:write"  # write, sign and cancel prescriptions (clinicians)
     MONITORING_THRESHOLDS = "monitoring:thresholds"  # per-patient alert thresholds
+    # Results: an HL7 v2 interface posts for its own institution only (MSH-4).
+    HL7_INGEST = "interop:hl7v2-ingest"
+    RESULTS_CATALOGUE_MANAGE = "results:catalogue-manage"  # recognised items, lab EQA
 
 
 _CLINICAL = {
@@ -41,6 +44,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.BEDS_UPDATE,
             Permission.USERS_MANAGE,
             Permission.JOBS_MANAGE,
+            Permission.RESULTS_CATALOGUE_MANAGE,
         }
     ),
     Role.INSTITUTION_ADMIN: frozenset(
@@ -64,6 +68,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {Permission.REGISTRY_READ, Permission.AUDIT_READ, Permission.BREAK_GLASS_REVIEW}
     ),
     Role.DEVICE_GATEWAY: frozenset({Permission.DEVICE_INGEST}),
+    Role.INTERFACE_GATEWAY: frozenset({Permission.HL7_INGEST}),
 }
 
 

@@ -50,6 +50,7 @@ DEMO_ACCOUNTS: list[tuple[str, Role, str, int | None]] = [
     ("researcher", Role.RESEARCHER, "QH-LEAD", None),
     ("auditor", Role.AUDITOR, "QH-LEAD", None),
     ("gateway", Role.DEVICE_GATEWAY, "QH-DC-01", None),
+    ("lis", Role.INTERFACE_GATEWAY, "QH-LEAD", None),
 ]
 
 # Practitioners per institution by tier: 8 + 4×5 + 8×2 = 44.
@@ -133,6 +134,7 @@ def seed(session: Session, *, patients: int = DEMO_PERSONS) -> SeedSummary:
         ):
             if n:
                 summary.created[kind] = n
+    _results(session, list(institutions.values()), summary)
     if summary.created:
         audit.record(
             session,
@@ -143,6 +145,20 @@ def seed(session: Session, *, patients: int = DEMO_PERSONS) -> SeedSummary:
             detail={k: str(v) for k, v in summary.created.items()},
         )
     return summary
+
+
+def _results(session: Session, institutions: list[Institution], summary: SeedSummary) -> None:
+    from medalliance.demo.results_data import seed_results
+
+    seeded = seed_results(session, institutions)
+    for kind, n in (
+        ("recognition items", seeded.catalogue_items),
+        ("lab accreditations", seeded.accreditations),
+        ("results", seeded.results),
+        ("recognition decisions", seeded.decisions),
+    ):
+        if n:
+            summary.created[kind] = n
 
 
 def _alliance(session: Session, summary: SeedSummary) -> Alliance:

@@ -15,3 +15,5 @@ class Role(StrEnum):
     RESEARCHER = "researcher"
     AUDITOR = "auditor"
     DEVICE_GATEWAY = "device_gateway"
+    # A member's LIS/RIS interface engine posting HL7 v2 results for its own institution.
+    INTERFACE_GATEWAY = "interface_gateway"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -555,3 +555,39 @@ def persons_of_records(
 
 def facts_or_404(session: Session, person_id: uuid.UUID) -> policy.PatientFacts:
     return _facts_or_404(session, person_id)
+
+
+def find_local_record(
+    session: Session,
+    institution_id: uuid.UUID,
+    *,
+    mrn: str | None = None,
+    id_number: str | None = None,
+) -> PatientRecord | None:
+    """A member's source record by its MRN, else by resident ID (for interfaces such as
+    HL7 v2 that name the patient by the sender's identifiers)."""
+    if mrn:
+        found = session.scalar(
+            select(PatientRecord).where(
+                PatientRecord.institution_id == institution_id, PatientRecord.mrn == mrn
+            )
+        )
+        if found is not None:
+            return found
+    if id_number:
+        return session.scalar(
+            select(PatientRecord)
+            .where(
+                PatientRecord.institution_id == institution_id,
+                PatientRecord.id_number == id_number,
+            )
+            .order_by(PatientRecord.created_at.desc())
+            .limit(1)
+        )
+    return None
+
+
+def record_ids_query(person_id: uuid.UUID) -> Select[Any]:
+    """The person's source-record ids as a subquery, for other domains' single-statement
+    reads (``X.patient_record_id.in_(record_ids_query(person))``)."""
+    return select(PatientRecord.id).where(PatientRecord.person_id == person_id)

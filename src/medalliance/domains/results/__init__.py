@@ -1,0 +1,1 @@
+"""Lab and imaging results, and their mutual recognition across the alliance (互认)."""

@@ -1,0 +1,258 @@
+"""The recognised-item list (versioned) and each member's accreditation per item."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medalliance.access.permissions import Permission
+from medalliance.audit import service as audit
+from medalliance.domains.alliance import service as alliance_service
+from medalliance.domains.results import reference, rules, schemas
+from medalliance.domains.results.models import LabAccreditation, RecognitionItem
+from medalliance.kernel.actor import Actor
+from medalliance.kernel.clock import utcnow
+from medalliance.kernel.errors import InvalidInput, NotFound, PermissionDenied
+
+
+def seed_reference(session: Session) -> int:
+    """Add version 1 of every reference item not in the catalogue yet; idempotent."""
+    known = set(session.scalars(select(RecognitionItem.code).distinct()))
+    added = 0
+    for seed in reference.SEED_ITEMS:
+        if seed.code in known:
+            continue
+        session.add(
+            RecognitionItem(
+                code=seed.code,
+                version=1,
+                code_system="LN",
+                kind=seed.kind,
+                name_zh=seed.name_zh,
+                name_en=seed.name_en,
+                unit_property=seed.unit_property,
+                validity_days=seed.validity_days,
+                validity_source=seed.validity_source,
+                price=None,
+                price_source=None,
+                source=f"{reference.CATALOGUE_SOURCE}; {seed.validity_source}",
+                valid_from=reference.SEED_VALID_FROM,
+                valid_to=None,
+            )
+        )
+        added += 1
+    session.flush()
+    return added
+
+
+def current_items(session: Session, *, on: date | None = None) -> list[RecognitionItem]:
+    day = on or utcnow().date()
+    rows = session.scalars(
+        select(RecognitionItem)
+        .where(RecognitionItem.valid_from <= day)
+        .order_by(RecognitionItem.code, RecognitionItem.version)
+    )
+    return [r for r in rows if r.valid_to is None or day < r.valid_to]
+
+
+def item_history(session: Session, code: str) -> list[RecognitionItem]:
+    return list(
+        session.scalars(
+            select(RecognitionItem)
+            .where(RecognitionItem.code == code)
+            .order_by(RecognitionItem.version)
+        )
+    )
+
+
+def histories(session: Session, codes: Collection[str]) -> dict[str, list[RecognitionItem]]:
+    """Every version of each item, oldest first, in one query."""
+    found: dict[str, list[RecognitionItem]] = defaultdict(list)
+    if not codes:
+        return found
+    rows = session.scalars(
+        select(RecognitionItem)
+        .where(RecognitionItem.code.in_(list(codes)))
+        .order_by(RecognitionItem.code, RecognitionItem.version)
+    )
+    for item in rows:
+        found[item.code].append(item)
+    return found
+
+
+def as_list_version(item: RecognitionItem) -> rules.ListVersion:
+    return rules.ListVersion(item.version, item.valid_from, item.valid_to, item.validity_days)
+
+
+def item_on(session: Session, code: str, day: date) -> RecognitionItem | None:
+    """The version of an item in force on a day (None when it is not on the list then)."""
+    versions = [v for v in item_history(session, code) if _covers(v, day)]
+    return versions[-1] if versions else None
+
+
+def latest_item(session: Session, code: str) -> RecognitionItem | None:
+    """The newest version of an item, whatever its period (for unit families)."""
+    history = item_history(session, code)
+    return history[-1] if history else None
+
+
+def _covers(item: RecognitionItem, day: date) -> bool:
+    return item.valid_from <= day and (item.valid_to is None or day < item.valid_to)
+
+
+def add_version(
+    *, session: Session, actor: Actor, data: schemas.CatalogueItemIn
+) -> RecognitionItem:
+    """A new version of an item; the open version before it ends where this one starts."""
+    if not actor.can(Permission.RESULTS_CATALOGUE_MANAGE):
+        raise PermissionDenied(f"Role {actor.role} may not change the recognition catalogue.")
+    history = item_history(session, data.code)
+    if history:
+        last = history[-1]
+        if data.valid_from <= last.valid_from:
+            raise InvalidInput(
+                f"valid_from must be after version {last.version}'s start ({last.valid_from}).",
+                field="valid_from",
+            )
+        if last.valid_to is None or last.valid_to > data.valid_from:
+            last.valid_to = data.valid_from
+    item = RecognitionItem(**data.model_dump(), version=len(history) + 1, valid_to=None)
+    session.add(item)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="create",
+        resource_type="RecognitionItem",
+        resource_id=item.id,
+        detail={"code": item.code, "version": item.version},
+    )
+    return item
+
+
+def list_versions(session: Session, codes: Collection[str]) -> dict[str, list[rules.ListVersion]]:
+    if not codes:
+        return {}
+    found: dict[str, list[rules.ListVersion]] = defaultdict(list)
+    rows = session.execute(
+        select(
+            RecognitionItem.code,
+            RecognitionItem.version,
+            RecognitionItem.valid_from,
+            RecognitionItem.valid_to,
+            RecognitionItem.validity_days,
+        ).where(RecognitionItem.code.in_(list(codes)))
+    )
+    for code, version, valid_from, valid_to, days in rows:
+        found[code].append(rules.ListVersion(version, valid_from, valid_to, days))
+    return found
+
+
+def versions_and_current(
+    session: Session, codes: Collection[str], day: date
+) -> tuple[dict[str, list[rules.ListVersion]], dict[str, RecognitionItem]]:
+    """In one query: every list version of the items, and the version in force on ``day``."""
+    versions: dict[str, list[rules.ListVersion]] = defaultdict(list)
+    current: dict[str, RecognitionItem] = {}
+    if not codes:
+        return versions, current
+    rows = session.scalars(
+        select(RecognitionItem)
+        .where(RecognitionItem.code.in_(list(codes)))
+        .order_by(RecognitionItem.code, RecognitionItem.version)
+    )
+    for item in rows:
+        versions[item.code].append(
+            rules.ListVersion(item.version, item.valid_from, item.valid_to, item.validity_days)
+        )
+        if _covers(item, day):
+            current[item.code] = item
+    return versions, current
+
+
+# --- accreditation ------------------------------------------------------------------------
+
+
+def add_accreditation(
+    *, session: Session, actor: Actor, data: schemas.AccreditationIn
+) -> LabAccreditation:
+    if not actor.can(Permission.RESULTS_CATALOGUE_MANAGE):
+        raise PermissionDenied(f"Role {actor.role} may not record lab accreditation.")
+    institution = alliance_service.find_institution(session, data.institution_code)
+    if institution is None:
+        raise InvalidInput(
+            f"No institution with code {data.institution_code!r}.", field="institution_code"
+        )
+    if not item_history(session, data.item_code):
+        raise InvalidInput(
+            f"Item {data.item_code!r} is not in the recognition catalogue.", field="item_code"
+        )
+    fields = data.model_dump(exclude={"institution_code"})
+    row = LabAccreditation(**fields, institution_id=institution.id, recorded_by=actor.user_id)
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="create",
+        resource_type="LabAccreditation",
+        resource_id=row.id,
+        detail={"institution": institution.code, "item": row.item_code, "passed": row.passed},
+    )
+    return row
+
+
+def list_accreditations(
+    session: Session, *, institution_code: str | None = None, item_code: str | None = None
+) -> list[LabAccreditation]:
+    query = select(LabAccreditation)
+    if institution_code is not None:
+        institution = alliance_service.find_institution(session, institution_code)
+        if institution is None:
+            raise NotFound(f"No institution with code {institution_code!r}.")
+        query = query.where(LabAccreditation.institution_id == institution.id)
+    if item_code is not None:
+        query = query.where(LabAccreditation.item_code == item_code)
+    return list(
+        session.scalars(
+            query.order_by(LabAccreditation.item_code, LabAccreditation.valid_from).limit(5000)
+        )
+    )
+
+
+def eqa_periods(
+    session: Session, institution_ids: Collection[uuid.UUID], codes: Collection[str]
+) -> dict[tuple[uuid.UUID, str], list[rules.EqaPeriod]]:
+    if not institution_ids or not codes:
+        return {}
+    found: dict[tuple[uuid.UUID, str], list[rules.EqaPeriod]] = defaultdict(list)
+    rows = session.execute(
+        select(
+            LabAccreditation.institution_id,
+            LabAccreditation.item_code,
+            LabAccreditation.passed,
+            LabAccreditation.valid_from,
+            LabAccreditation.valid_to,
+        ).where(
+            LabAccreditation.institution_id.in_(list(institution_ids)),
+            LabAccreditation.item_code.in_(list(codes)),
+        )
+    )
+    for institution_id, code, passed, valid_from, valid_to in rows:
+        found[(institution_id, code)].append(rules.EqaPeriod(passed, valid_from, valid_to))
+    return found
+
+
+def hr_mark(session: Session, institution_id: uuid.UUID, code: str, day: date) -> bool:
+    versions = list_versions(session, [code]).get(code, [])
+    periods = eqa_periods(session, [institution_id], [code]).get((institution_id, code), [])
+    return rules.hr_mark(versions, periods, day)
+
+
+def repeat_reasons() -> Sequence[reference.RepeatReason]:
+    return list(reference.REPEAT_REASONS.values())

@@ -1,0 +1,321 @@
+"""Recording and reading results. The HL7 v2 adapter, the FHIR layer and the JSON API
+all write through ``record_lab_result`` / ``record_imaging_report``: a result is
+written at the actor's institution (the performing member), on the patient's source
+record there, after the access policy allowed the write."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medalliance.access import policy
+from medalliance.audit import service as audit
+from medalliance.domains.alliance import service as alliance_service
+from medalliance.domains.patients import service as patients_service
+from medalliance.domains.results import catalogue, rules, schemas, units
+from medalliance.domains.results.models import Result, ResultKind
+from medalliance.kernel.actor import Actor
+from medalliance.kernel.errors import Conflict, InvalidInput, NotFound
+
+RESOURCE = "Result"
+
+
+def _record_for_write(
+    session: Session, actor: Actor, person_id: uuid.UUID, record_id: uuid.UUID | None
+) -> uuid.UUID:
+    facts = patients_service.facts_or_404(session, person_id)
+    policy.enforce(
+        session,
+        actor,
+        facts,
+        policy.AccessAction.WRITE,
+        resource_type=RESOURCE,
+        resource_id=person_id,
+        audit_action="create",
+    )
+    assert actor.institution_id is not None
+    if record_id is not None:
+        if patients_service.person_of_record(session, record_id) != person_id:
+            raise InvalidInput("The source record is not this patient's.", field="record_id")
+        return record_id
+    record = patients_service.local_record(session, person_id, actor.institution_id)
+    if record is None:
+        raise Conflict(
+            "The patient is not registered at your institution yet: register them here first.",
+            field="patient_id",
+        )
+    return record.id
+
+
+def _supersede(session: Session, new: Sequence[Result]) -> None:
+    """A newer report of the same observation supersedes the current one; never overwrite.
+    The same observation: same member, record and item, and the same order (or, without
+    an order reference, the same specimen time)."""
+    if not new:
+        return
+    first = new[0]
+    fresh = {r.id for r in new}
+    current = session.scalars(
+        select(Result).where(
+            Result.institution_id == first.institution_id,
+            Result.patient_record_id == first.patient_record_id,
+            Result.item_code.in_({r.item_code for r in new}),
+            Result.superseded_by_id.is_(None),
+        )
+    )
+    by_key: dict[tuple[str, object], list[Result]] = defaultdict(list)
+    for old in current:
+        if old.id not in fresh:
+            by_key[_key(old)].append(old)
+    for result in new:
+        for old in by_key.pop(_key(result), []):
+            old.superseded_by_id = result.id
+            if result.supersedes_id is None:
+                result.supersedes_id = old.id
+
+
+def _key(result: Result) -> tuple[str, object]:
+    return (result.item_code, result.order_ref or result.effective_at)
+
+
+def _write(
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    record_id: uuid.UUID | None,
+    kind: ResultKind,
+    rows: Sequence[dict[str, Any]],
+    source: str,
+    message_id: uuid.UUID | None,
+) -> list[Result]:
+    """Check every row first (kind, UCUM unit family), then write them all."""
+    codes = {row["item_code"] for row in rows}
+    history = catalogue.histories(session, codes)
+    for index, row in enumerate(rows):
+        versions = history.get(row["item_code"], [])
+        latest = versions[-1] if versions else None
+        if latest is not None and latest.kind is not kind:
+            raise InvalidInput(
+                f"Item {row['item_code']} is a {latest.kind} item, not {kind}.",
+                field="item_code",
+                index=index,
+            )
+        if row.get("unit") is not None:
+            try:
+                units.check_unit(row["unit"], None if latest is None else latest.unit_property)
+            except units.UnitError as exc:
+                raise InvalidInput(str(exc), field="unit", index=index) from exc
+        if row.get("item_name") is None and latest is not None:
+            row["item_name"] = latest.name_en
+    record = _record_for_write(session, actor, person_id, record_id)
+    assert actor.institution_id is not None
+    periods = catalogue.eqa_periods(session, [actor.institution_id], codes)
+    results = []
+    for row in rows:
+        code = row["item_code"]
+        list_versions = [catalogue.as_list_version(v) for v in history.get(code, [])]
+        eqa = periods.get((actor.institution_id, code), [])
+        results.append(
+            Result(
+                **row,
+                kind=kind,
+                patient_record_id=record,
+                institution_id=actor.institution_id,
+                hr_mark=rules.hr_mark(list_versions, eqa, row["effective_at"].date()),
+                source=source,
+                source_message_id=message_id,
+                recorded_by=actor.user_id,
+            )
+        )
+    session.add_all(results)
+    session.flush()
+    _supersede(session, results)
+    session.flush()
+    return results
+
+
+def record_lab_results(
+    *,
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    data: Sequence[schemas.LabResultIn],
+    record_id: uuid.UUID | None = None,
+    source: str = "api",
+    message_id: uuid.UUID | None = None,
+) -> list[Result]:
+    """Record several lab results of one patient from the actor's institution, all or
+    none (an HL7 message, a FHIR transaction). A bad one raises ``InvalidInput`` with
+    ``extra['index']`` naming it."""
+    rows = [d.model_dump() for d in data]
+    return _write(session, actor, person_id, record_id, ResultKind.LAB, rows, source, message_id)
+
+
+def record_lab_result(
+    *,
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    data: schemas.LabResultIn,
+    record_id: uuid.UUID | None = None,
+    source: str = "api",
+    message_id: uuid.UUID | None = None,
+) -> Result:
+    """Record one lab result (LOINC item, value, UCUM unit fitting the item's family)."""
+    (result,) = record_lab_results(
+        session=session,
+        actor=actor,
+        person_id=person_id,
+        data=[data],
+        record_id=record_id,
+        source=source,
+        message_id=message_id,
+    )
+    return result
+
+
+def record_imaging_report(
+    *,
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    data: schemas.ImagingReportIn,
+    record_id: uuid.UUID | None = None,
+    source: str = "api",
+    message_id: uuid.UUID | None = None,
+) -> Result:
+    """Record one imaging report (modality, body site, report, conclusion, PACS link)."""
+    (result,) = _write(
+        session,
+        actor,
+        person_id,
+        record_id,
+        ResultKind.IMAGING,
+        [data.model_dump()],
+        source,
+        message_id,
+    )
+    return result
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+def to_read(session: Session, result: Result) -> schemas.ResultRead:
+    read = schemas.ResultRead.model_validate(result)
+    read.institution_code = alliance_service.institution_codes(session, [result.institution_id])[
+        result.institution_id
+    ]
+    return read
+
+
+def get_result(session: Session, actor: Actor, result_id: uuid.UUID) -> Result:
+    result = session.get(Result, result_id)
+    if result is None:
+        raise NotFound(f"No result {result_id}.")
+    person_id = patients_service.person_of_record(session, result.patient_record_id)
+    assert person_id is not None
+    policy.enforce(
+        session,
+        actor,
+        patients_service.facts_or_404(session, person_id),
+        policy.AccessAction.READ,
+        resource_type=RESOURCE,
+        resource_id=result_id,
+        owner_institution_id=result.institution_id,
+    )
+    return result
+
+
+def visible_owners(
+    session: Session, actor: Actor, facts: policy.PatientFacts, owners: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, bool]:
+    """May the actor read each member's results? The policy tells members apart only
+    as "yours" or "another's", so decide each kind once (as the timeline does)."""
+    by_kind: dict[bool, bool] = {}
+    allowed: dict[uuid.UUID, bool] = {}
+    for owner in set(owners):
+        local = owner == actor.institution_id
+        if local not in by_kind:
+            by_kind[local] = policy.decide(
+                session, actor, facts, policy.AccessAction.READ, owner_institution_id=owner
+            ).allowed
+        allowed[owner] = by_kind[local]
+    return allowed
+
+
+def list_results(
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    *,
+    item_code: str | None = None,
+    include_superseded: bool = False,
+    limit: int = 500,
+) -> tuple[list[Result], list[str]]:
+    """The patient's results the actor may see (newest first) and the members hidden."""
+    facts = patients_service.facts_or_404(session, person_id)
+    decision = policy.enforce(
+        session,
+        actor,
+        facts,
+        policy.AccessAction.READ,
+        resource_type=RESOURCE,
+        resource_id=person_id,
+        audit_action="search",
+    )
+    records = patients_service.record_ids_of(session, person_id)
+    query = select(Result).where(Result.patient_record_id.in_(records))
+    if item_code is not None:
+        query = query.where(Result.item_code == item_code)
+    if not include_superseded:
+        query = query.where(Result.superseded_by_id.is_(None))
+    rows = list(session.scalars(query.order_by(Result.effective_at.desc()).limit(limit)))
+    allowed = visible_owners(session, actor, facts, (r.institution_id for r in rows))
+    hidden_ids = [o for o, ok in allowed.items() if not ok]
+    hidden = sorted(alliance_service.institution_codes(session, hidden_ids).values())
+    visible = [r for r in rows if allowed[r.institution_id]]
+    audit.record(
+        session,
+        actor,
+        action="search",
+        resource_type=RESOURCE,
+        resource_id=person_id,
+        patient_id=person_id,
+        purpose_of_use=decision.purpose_of_use,
+        detail={"item": item_code, "results": len(visible), "hidden_institutions": hidden},
+    )
+    return visible, hidden
+
+
+def trend(session: Session, actor: Actor, person_id: uuid.UUID, item_code: str) -> schemas.Trend:
+    """The series of one item for a patient across members, oldest first."""
+    rows, hidden = list_results(session, actor, person_id, item_code=item_code, limit=5000)
+    codes = alliance_service.institution_codes(session, list({r.institution_id for r in rows}))
+    item = catalogue.latest_item(session, item_code)
+    points = [
+        schemas.TrendPoint(
+            result_id=r.id,
+            at=r.effective_at,
+            value=r.value_numeric,
+            value_text=r.value_text,
+            unit=r.unit,
+            abnormal_flag=r.abnormal_flag,
+            status=r.status,
+            institution_code=codes[r.institution_id],
+            hr_mark=r.hr_mark,
+        )
+        for r in reversed(rows)
+    ]
+    return schemas.Trend(
+        patient_id=person_id,
+        item_code=item_code,
+        item_name=item.name_en if item is not None else (rows[0].item_name if rows else None),
+        points=points,
+        hidden_institutions=hidden,
+    )
