@@ -18,6 +18,7 @@ MODULES = (
     "medalliance.domains.patients.providers",
     "medalliance.domains.records.models",
     "medalliance.domains.records.providers",
+    "medalliance.fhir.models",
 )
 
 

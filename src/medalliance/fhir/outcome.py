@@ -1,0 +1,93 @@
+"""OperationOutcome errors: every failure on /fhir is one, with the path of the bad element."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from medalliance.kernel.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
+
+
+class FhirError(Exception):
+    """An error answered as an OperationOutcome with an HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        diagnostics: str,
+        *,
+        code: str = "invalid",
+        expression: list[str] | None = None,
+        issues: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(diagnostics)
+        self.status = status
+        self.diagnostics = diagnostics
+        self.issues = issues or [issue(code, diagnostics, expression)]
+
+
+def issue(
+    code: str, diagnostics: str, expression: list[str] | None = None, severity: str = "error"
+) -> dict[str, Any]:
+    found: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        found["expression"] = expression
+    return found
+
+
+def outcome(issues: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+def invalid(path: str, diagnostics: str, status: int = 422) -> FhirError:
+    return FhirError(status, diagnostics, code="invalid", expression=[path])
+
+
+def _path(resource_type: str, loc: tuple[Any, ...]) -> str:
+    out = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part) != "__root__":
+            out += f".{part}"
+    return out
+
+
+def from_validation(resource_type: str, exc: ValidationError) -> FhirError:
+    """fhir.resources reports pydantic errors; name each bad element by its FHIRPath."""
+    issues = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        code = "required" if err.get("type") == "missing" else "structure"
+        issues.append(issue(code, err.get("msg", "invalid"), [_path(resource_type, loc)]))
+    first = issues[0]["diagnostics"] if issues else "invalid resource"
+    return FhirError(400, first, issues=issues)
+
+
+_STATUS: list[tuple[type[DomainError], int, str]] = [
+    (NotAuthenticated, 401, "login"),
+    (PermissionDenied, 403, "forbidden"),
+    (NotFound, 404, "not-found"),
+    (Conflict, 409, "conflict"),
+    (InvalidInput, 422, "invalid"),
+]
+
+
+def from_domain(exc: DomainError, resource_type: str | None = None) -> FhirError:
+    for cls, status, code in _STATUS:
+        if isinstance(exc, cls):
+            break
+    else:
+        status, code = 400, "processing"
+    expression = None
+    if exc.field and resource_type:
+        expression = [f"{resource_type} (domain field {exc.field})"]
+    return FhirError(status, exc.detail, code=code, expression=expression)
