@@ -21,6 +21,7 @@ from medalliance.domains.alliance.router import router as alliance_router
 from medalliance.domains.patients.mpi.router import router as mpi_router
 from medalliance.domains.patients.router import router as patients_router
 from medalliance.domains.records.router import router as records_router
+from medalliance.fhir.api import create_fhir_app
 from medalliance.jobs.router import router as jobs_router
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    app.mount("/fhir", create_fhir_app(settings, session_factory))
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/", include_in_schema=False)
