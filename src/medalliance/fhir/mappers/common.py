@@ -136,13 +136,12 @@ def identifier_param(resource_type: str, extra: dict[str, Any] | None = None) ->
 def persons_of_records(ctx: FhirContext, record_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     if not record_ids:
         return {}
-    return dict(
-        ctx.session.execute(
-            select(PatientRecord.id, PatientRecord.person_id).where(
-                PatientRecord.id.in_(set(record_ids))
-            )
-        ).tuples()
+    rows = ctx.session.execute(
+        select(PatientRecord.id, PatientRecord.person_id).where(
+            PatientRecord.id.in_(set(record_ids))
+        )
     )
+    return {row[0]: row[1] for row in rows}
 
 
 def patient_ref(person_id: uuid.UUID) -> dict[str, str]:
