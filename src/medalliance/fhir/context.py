@@ -29,6 +29,8 @@ class FhirContext:
     refs: dict[str, tuple[str, uuid.UUID]] = field(default_factory=dict)
     # imports keep the sender's ids so that a re-import maps onto what exists
     keep_source_ids: bool = False
+    # imports: optional references that resolve to nothing here are left out and reported
+    left_out: list[str] = field(default_factory=list)
 
     def url(self, resource_type: str, rid: uuid.UUID | str) -> str:
         return f"{self.base_url}/{resource_type}/{rid}"
@@ -48,11 +50,19 @@ class FhirContext:
     def resolve_optional(self, ref: Any, path: str, *types: str) -> uuid.UUID | None:
         if ref is None or not getattr(ref, "reference", None):
             return None
-        return self.resolve(ref, path, *types)[1]
+        if not self.keep_source_ids:
+            return self.resolve(ref, path, *types)[1]
+        found = self._lookup(str(ref.reference))
+        if found is None or (types and found[0] not in types):
+            self.left_out.append(str(ref.reference))
+            return None
+        return found[1]
 
     def _lookup(self, reference: str) -> tuple[str, uuid.UUID] | None:
         if reference.startswith("urn:uuid:"):
             return self.refs.get(reference)
+        if "?" in reference:
+            return self._conditional(reference)
         match = REFERENCE.match(reference)
         if match is None:
             return None
@@ -69,3 +79,18 @@ class FhirContext:
         # a sender's own id, kept by an import
         known = store.find(self.session, rtype, systems.SOURCE_ID, rid)
         return None if known is None else (rtype, known)
+
+    def _conditional(self, reference: str) -> tuple[str, uuid.UUID] | None:
+        """A conditional reference (``Practitioner?identifier=sys|val``): exactly one match."""
+        from urllib.parse import parse_qsl
+
+        from medalliance.fhir import search
+
+        rtype, _, query = reference.partition("?")
+        if rtype not in self.registry:
+            return None
+        mapper = self.registry[rtype]
+        req = search.parse(rtype, parse_qsl(query), mapper.params, mapper.sorts)
+        req.count = 2
+        rows, total = mapper.search(self, req)
+        return (rtype, rows[0].id) if total == 1 else None

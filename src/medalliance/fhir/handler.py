@@ -147,7 +147,7 @@ def create(
             existing = mapper.to_fhir(ctx, rows)[0]
             return Outcome(200, existing, ctx.url(rtype, existing["id"]))
     written = write_new(ctx, mapper, resource)
-    return _written(ctx, mapper, written, 201)
+    return _written(ctx, mapper, written, 201 if written.created else 200)
 
 
 def write_new(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written:

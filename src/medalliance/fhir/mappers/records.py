@@ -59,6 +59,18 @@ CLASS_TO_FHIR = {
     "telemedicine": ("VR", "virtual"),
 }
 FHIR_TO_CLASS = {v[0]: k for k, v in CLASS_TO_FHIR.items()}
+# Other v3 ActCode classes, stored as the nearest domain class; the original coding is
+# kept and answered back, so nothing is lost on the FHIR side.
+FHIR_TO_CLASS_NEAREST = {
+    **FHIR_TO_CLASS,
+    "HH": "outpatient",  # home health
+    "OBSENC": "outpatient",
+    "PRENC": "outpatient",
+    "FLD": "outpatient",
+    "ACUTE": "inpatient",
+    "NONAC": "inpatient",
+    "SS": "inpatient",
+}
 ENCOUNTER_STATUS = {s: s for s in ("planned", "in-progress", "finished", "cancelled",
                                    "entered-in-error")}
 CLINICAL = {"active": "active", "recurrence": "active", "relapse": "active",
@@ -136,13 +148,14 @@ class EncounterMapper(PatientDataMapper):
         for e in rows:
             code, display = CLASS_TO_FHIR[str(e.encounter_class)]
             types = codings.get((e.id, "type"))
+            kept_class = codings.get((e.id, "class"))
             out.append(prune({
                 "resourceType": "Encounter",
                 "id": str(e.id),
                 "meta": meta(e),
                 "identifier": side.get(e.id),
                 "status": str(e.status),
-                "class": coding(systems.ACT_CODE, code, display),
+                "class": kept_class[0] if kept_class else coding(systems.ACT_CODE, code, display),
                 "type": [{"coding": types}] if types else None,
                 "subject": patient_ref(persons[e.patient_record_id]),
                 "participant": [{"individual": {"reference": f"Practitioner/{e.practitioner_id}"}}]
@@ -158,10 +171,12 @@ class EncounterMapper(PatientDataMapper):
     def create(self, ctx: FhirContext, resource: Any) -> Written:
         person = self.subject_of(ctx, resource, "subject")
         klass = resource.class_fhir
-        encounter_class = FHIR_TO_CLASS.get(str(klass.code)) if klass is not None else None
+        encounter_class = (
+            FHIR_TO_CLASS_NEAREST.get(str(klass.code)) if klass is not None else None
+        )
         if encounter_class is None:
             raise invalid("Encounter.class", f"Encounter.class must be one of "
-                          f"{', '.join(FHIR_TO_CLASS)} ({systems.ACT_CODE})")
+                          f"{', '.join(FHIR_TO_CLASS_NEAREST)} ({systems.ACT_CODE})")
         start = aware(resource.period.start) if resource.period else None
         if start is None:
             raise invalid("Encounter.period.start", "Encounter.period.start is required here")
@@ -197,6 +212,9 @@ class EncounterMapper(PatientDataMapper):
         )
         keep_identifiers(ctx, "Encounter", encounter.id, resource, set())
         _keep_codings(ctx, "Encounter", encounter.id, "type", resource.type)
+        if klass.code not in FHIR_TO_CLASS:
+            store.add_codings(ctx.session, "Encounter", encounter.id, "class",
+                              [(klass.system, klass.code, klass.display)])
         return Written("Encounter", encounter.id)
 
     def update(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> Written:
@@ -220,12 +238,34 @@ class EncounterMapper(PatientDataMapper):
         return Written("Encounter", rid, created=False)
 
 
+def _kept_class_ids() -> Any:
+    from sqlalchemy import select
+
+    from medalliance.fhir.models import FhirCoding
+
+    return select(FhirCoding.resource_id).where(
+        FhirCoding.resource_type == "Encounter", FhirCoding.element == "class"
+    )
+
+
 def _class_param() -> SearchParam:
     from medalliance.fhir.search import false
 
     def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
-        wanted = [FHIR_TO_CLASS[token(v)[1]] for v in c.values if token(v)[1] in FHIR_TO_CLASS]
-        return query.where(Encounter.encounter_class.in_(wanted) if wanted else false())
+        from sqlalchemy import and_, or_
+
+        conditions = []
+        for value in c.values:
+            code = token(value)[1]
+            if code in FHIR_TO_CLASS:  # the domain class, unless another class was kept
+                conditions.append(and_(
+                    Encounter.encounter_class == FHIR_TO_CLASS[code],
+                    Encounter.id.not_in(_kept_class_ids()),
+                ))
+            else:
+                conditions.append(Encounter.id.in_(store.ids_with_coding(
+                    "Encounter", "class", None, code)))
+        return query.where(or_(*conditions) if conditions else false())
 
     return SearchParam("token", apply, "AMB | IMP | EMER | VR")
 
