@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -86,7 +87,7 @@ def _print(summary: object) -> None:
     from medalliance.fhir.importer import ImportSummary
 
     assert isinstance(summary, ImportSummary)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)  # logs keep whole rows
     table = Table(title=f"FHIR import: {summary.files} file(s), {summary.total_read} resources")
     for column in ("type", "created", "already present", "not modelled", "failed"):
         table.add_column(column, justify="left" if column == "type" else "right")
