@@ -87,7 +87,24 @@ def from_domain(exc: DomainError, resource_type: str | None = None) -> FhirError
             break
     else:
         status, code = 400, "processing"
-    expression = None
-    if exc.field and resource_type:
-        expression = [f"{resource_type} (domain field {exc.field})"]
+    path = FIELD_PATHS.get(exc.field or "")
+    expression = [path] if path else None
     return FhirError(status, exc.detail, code=code, expression=expression)
+
+
+# Domain fields a service may name in an error, as the FHIR elements they come from.
+FIELD_PATHS = {
+    "id_number": "Patient.identifier",
+    "mrn": "Patient.identifier",
+    "birth_date": "Patient.birthDate",
+    "patient_id": "subject",
+    "department_id": "Encounter.location",
+    "practitioner_id": "Encounter.participant",
+    "end": "Encounter.period.end",
+    "status": "status",
+    "code": "Organization.identifier",
+    "lead_institution_code": "Organization.partOf",
+    "alliance_code": "Organization",
+    "licence_number": "Practitioner.identifier",
+    "identifier": "identifier",
+}

@@ -78,8 +78,8 @@ def parse(
                 req.sort.append((pname, desc))
         elif key in ("_include", "_revinclude"):
             (req.include if key == "_include" else req.revinclude).append(raw)
-        elif key == "_format":
-            continue
+        elif key in ("_format", "_total", "_totalMethod", "_pretty"):
+            continue  # the total is always exact; JSON is the only format
         elif name in params:
             values = tuple(v for v in raw.split(",") if v != "")
             if values:
