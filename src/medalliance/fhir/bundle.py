@@ -85,10 +85,18 @@ def _rtype(item: Prepared) -> str:
 
 
 def _at(error: FhirError, item: Prepared) -> FhirError:
+    rtype = _rtype(item)
+    prefix = f"Bundle.entry[{item.index}]"
+
+    def inside(path: str) -> str:
+        if path.startswith("Bundle"):
+            return path
+        if path == rtype or path.startswith(rtype + "."):
+            path = path[len(rtype) + 1:]
+        return f"{prefix}.resource" + (f".{path}" if path else "")
+
     for issue in error.issues:
-        prefix = f"Bundle.entry[{item.index}]"
-        issue["expression"] = [f"{prefix}.resource.{e}" if not e.startswith("Bundle") else e
-                               for e in issue.get("expression", [])] or [prefix]
+        issue["expression"] = [inside(e) for e in issue.get("expression", [])] or [prefix]
     error.diagnostics = f"entry {item.index}: {error.diagnostics}"
     error.issues[0]["diagnostics"] = f"entry {item.index}: {error.issues[0]['diagnostics']}"
     return error

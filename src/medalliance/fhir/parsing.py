@@ -43,5 +43,8 @@ def resource(data: Any, expected: str | None = None, path: str = "") -> BaseMode
         error = from_validation(rtype, exc)
         if path:
             for item in error.issues:
-                item["expression"] = [path + e for e in item.get("expression", [])]
+                item["expression"] = [
+                    path + e.split(".", 1)[1] if "." in e else path.rstrip(".")
+                    for e in item.get("expression", [])
+                ]
         raise error from exc

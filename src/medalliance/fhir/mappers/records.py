@@ -169,7 +169,6 @@ class EncounterMapper(PatientDataMapper):
         return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
-        person = self.subject_of(ctx, resource, "subject")
         klass = resource.class_fhir
         encounter_class = (
             FHIR_TO_CLASS_NEAREST.get(str(klass.code)) if klass is not None else None
@@ -180,6 +179,7 @@ class EncounterMapper(PatientDataMapper):
         start = aware(resource.period.start) if resource.period else None
         if start is None:
             raise invalid("Encounter.period.start", "Encounter.period.start is required here")
+        person = self.subject_of(ctx, resource, "subject")
         practitioner = None
         for i, part in enumerate(resource.participant or []):
             practitioner = practitioner or ctx.resolve_optional(
@@ -521,6 +521,17 @@ class AllergyIntoleranceMapper(PatientDataMapper):
         return Written("AllergyIntolerance", allergy.id)
 
 
+def _contained_medication(resource: Any) -> Any:
+    """A medicationReference to a contained Medication ('#id'): its code."""
+    ref = getattr(resource.medicationReference, "reference", None) or ""
+    if not ref.startswith("#"):
+        return None
+    for item in resource.contained or []:
+        if item.get_resource_type() == "Medication" and item.id == ref[1:]:
+            return item.code
+    return None
+
+
 MED_STATUS = {"active": "active", "completed": "completed", "stopped": "stopped",
               "entered-in-error": "entered-in-error"}
 
@@ -576,7 +587,7 @@ class MedicationStatementMapper(PatientDataMapper):
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
         person = self.subject_of(ctx, resource, "subject")
-        concept = resource.medicationCodeableConcept
+        concept = resource.medicationCodeableConcept or _contained_medication(resource)
         drug = concept_text(concept)
         if drug is None:
             raise invalid("MedicationStatement.medicationCodeableConcept",
