@@ -43,16 +43,28 @@ def encounter_resource(patient_ref: str, **extra: Any) -> dict[str, Any]:
 def condition_resource(patient_ref: str, encounter_ref: str, **extra: Any) -> dict[str, Any]:
     return {
         "resourceType": "Condition",
-        "clinicalStatus": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-            "code": "active",
-        }]},
-        "code": {"coding": [
-            {"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10",
-             "display": "Essential hypertension"},
-            {"system": "http://id.who.int/icd/release/11/mms", "code": "SF52",
-             "display": "Liver yang ascendant hyperactivity pattern (TM1)"},
-        ]},
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+        "code": {
+            "coding": [
+                {
+                    "system": "http://hl7.org/fhir/sid/icd-10",
+                    "code": "I10",
+                    "display": "Essential hypertension",
+                },
+                {
+                    "system": "http://id.who.int/icd/release/11/mms",
+                    "code": "SF52",
+                    "display": "Liver yang ascendant hyperactivity pattern (TM1)",
+                },
+            ]
+        },
         "subject": {"reference": patient_ref},
         "encounter": {"reference": encounter_ref},
         **extra,

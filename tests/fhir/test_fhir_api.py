@@ -34,13 +34,17 @@ def test_metadata_lists_only_registered_types(fhir: TestClient) -> None:
     types = {r["type"]: r for r in body["rest"][0]["resource"]}
     assert "Observation" not in types  # not modelled yet: not advertised
     assert {"Patient", "Organization", "Encounter", "Condition"} <= types.keys()
-    assert {i["code"] for i in types["AuditEvent" if "AuditEvent" in types else "Patient"][
-        "interaction"]} >= {"read"}
+    assert {
+        i["code"]
+        for i in types["AuditEvent" if "AuditEvent" in types else "Patient"]["interaction"]
+    } >= {"read"}
     assert {i["code"] for i in types["Location"]["interaction"]} == {"read", "search-type"}
     assert "everything" in {o["name"] for o in types["Patient"]["operation"]}
 
 
-def test_patient_encounter_condition_roundtrip(fhir: TestClient, member: Any, session: Session) -> None:
+def test_patient_encounter_condition_roundtrip(
+    fhir: TestClient, member: Any, session: Session
+) -> None:
     patient = _create(fhir, member.h, patient_resource())
     _valid(patient)
     pref = f"Patient/{patient['id']}"
@@ -49,9 +53,7 @@ def test_patient_encounter_condition_roundtrip(fhir: TestClient, member: Any, se
     _valid(encounter)
     assert encounter["class"]["code"] == "AMB"
     assert encounter["serviceProvider"]["reference"] == f"Organization/{member.inst.id}"
-    condition = _create(
-        fhir, member.h, condition_resource(pref, f"Encounter/{encounter['id']}")
-    )
+    condition = _create(fhir, member.h, condition_resource(pref, f"Encounter/{encounter['id']}"))
     _valid(condition)
     codes = {(c["system"], c["code"]) for c in condition["code"]["coding"]}
     assert ("http://hl7.org/fhir/sid/icd-10", "I10") in codes
@@ -62,17 +64,20 @@ def test_patient_encounter_condition_roundtrip(fhir: TestClient, member: Any, se
     read = fhir.get(f"/fhir/Condition/{condition['id']}", headers=member.h)
     assert read.status_code == 200 and read.json()["id"] == condition["id"]
 
-    found = fhir.get(f"/fhir/Condition?patient={pref}&code=http://hl7.org/fhir/sid/icd-10|I10",
-                     headers=member.h).json()
+    found = fhir.get(
+        f"/fhir/Condition?patient={pref}&code=http://hl7.org/fhir/sid/icd-10|I10", headers=member.h
+    ).json()
     assert found["total"] == 1
-    none = fhir.get(f"/fhir/Condition?patient={pref}&code=http://hl7.org/fhir/sid/icd-10|E11",
-                    headers=member.h).json()
+    none = fhir.get(
+        f"/fhir/Condition?patient={pref}&code=http://hl7.org/fhir/sid/icd-10|E11", headers=member.h
+    ).json()
     assert none["total"] == 0
     tcm = fhir.get("/fhir/Condition?code=SF52", headers=member.h).json()
     assert tcm["total"] == 1
 
-    dated = fhir.get(f"/fhir/Encounter?subject={pref}&date=ge2026-11-01&date=lt2026-11-02",
-                     headers=member.h).json()
+    dated = fhir.get(
+        f"/fhir/Encounter?subject={pref}&date=ge2026-11-01&date=lt2026-11-02", headers=member.h
+    ).json()
     assert dated["total"] == 1
     later = fhir.get(f"/fhir/Encounter?subject={pref}&date=gt2026-11-01", headers=member.h)
     assert later.json()["total"] == 0
@@ -103,8 +108,7 @@ def test_paging_links_and_sort(fhir: TestClient, member: Any) -> None:
     for day in ("03", "01", "02"):
         enc = encounter_resource(pref, period={"start": f"2026-10-{day}T08:00:00Z"})
         _create(fhir, member.h, enc)
-    page = fhir.get(f"/fhir/Encounter?patient={pref}&_count=2&_sort=-date",
-                    headers=member.h).json()
+    page = fhir.get(f"/fhir/Encounter?patient={pref}&_count=2&_sort=-date", headers=member.h).json()
     assert page["total"] == 3
     starts = [e["resource"]["period"]["start"][:10] for e in page["entry"]]
     assert starts == ["2026-10-03", "2026-10-02"]
@@ -119,12 +123,15 @@ def test_include_and_revinclude(fhir: TestClient, member: Any) -> None:
     pref = f"Patient/{patient['id']}"
     enc = _create(fhir, member.h, encounter_resource(pref))
     _create(fhir, member.h, condition_resource(pref, f"Encounter/{enc['id']}"))
-    inc = fhir.get(f"/fhir/Condition?patient={pref}&_include=Condition:encounter"
-                   "&_include=Condition:patient", headers=member.h).json()
+    inc = fhir.get(
+        f"/fhir/Condition?patient={pref}&_include=Condition:encounter&_include=Condition:patient",
+        headers=member.h,
+    ).json()
     modes = sorted((e["resource"]["resourceType"], e["search"]["mode"]) for e in inc["entry"])
     assert modes == [("Condition", "match"), ("Encounter", "include"), ("Patient", "include")]
-    rev = fhir.get(f"/fhir/Encounter?patient={pref}&_revinclude=Condition:encounter",
-                   headers=member.h).json()
+    rev = fhir.get(
+        f"/fhir/Encounter?patient={pref}&_revinclude=Condition:encounter", headers=member.h
+    ).json()
     assert sorted(e["resource"]["resourceType"] for e in rev["entry"]) == ["Condition", "Encounter"]
 
 
@@ -143,16 +150,20 @@ def _issue(r: Any) -> dict[str, Any]:
     return dict(body["issue"][0])
 
 
-def test_bad_input_is_an_operation_outcome_with_the_path(fhir: TestClient, member: Any,
-                                                         session: Session) -> None:
+def test_bad_input_is_an_operation_outcome_with_the_path(
+    fhir: TestClient, member: Any, session: Session
+) -> None:
     r = fhir.post("/fhir/Patient", content=b"{not json", headers=member.h)
     assert r.status_code == 400 and _issue(r)["code"] == "structure"
 
     r = fhir.post("/fhir/Patient", json={"resourceType": "Encounter"}, headers=member.h)
     assert r.status_code == 400 and _issue(r)["expression"] == ["resourceType"]
 
-    r = fhir.post("/fhir/Encounter", json={"resourceType": "Encounter", "status": "finished"},
-                  headers=member.h)
+    r = fhir.post(
+        "/fhir/Encounter",
+        json={"resourceType": "Encounter", "status": "finished"},
+        headers=member.h,
+    )
     assert r.status_code == 400
     assert _issue(r)["expression"] == ["Encounter.class"] and _issue(r)["code"] == "required"
 
@@ -160,8 +171,11 @@ def test_bad_input_is_an_operation_outcome_with_the_path(fhir: TestClient, membe
     r = fhir.post("/fhir/Patient", json=bad, headers=member.h)
     assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.name[0].family"]
 
-    r = fhir.post("/fhir/Encounter", json=encounter_resource(
-        "Patient/0190d0a0-0000-7000-8000-000000000000"), headers=member.h)
+    r = fhir.post(
+        "/fhir/Encounter",
+        json=encounter_resource("Patient/0190d0a0-0000-7000-8000-000000000000"),
+        headers=member.h,
+    )
     assert r.status_code == 422
     assert _issue(r)["expression"] == ["Encounter.subject"]
     assert "refers to nothing" in _issue(r)["diagnostics"]
@@ -175,18 +189,30 @@ def test_bad_input_is_an_operation_outcome_with_the_path(fhir: TestClient, membe
     assert session.scalar(select(func.count()).select_from(Diagnosis)) == 0
 
 
-def test_transaction_resolves_urns_and_is_all_or_nothing(fhir: TestClient, member: Any,
-                                                         session: Session) -> None:
-    p, e = "urn:uuid:11111111-1111-4111-8111-111111111111", \
-        "urn:uuid:22222222-2222-4222-8222-222222222222"
+def test_transaction_resolves_urns_and_is_all_or_nothing(
+    fhir: TestClient, member: Any, session: Session
+) -> None:
+    p, e = (
+        "urn:uuid:11111111-1111-4111-8111-111111111111",
+        "urn:uuid:22222222-2222-4222-8222-222222222222",
+    )
     entries = [
         # the Condition comes first: the server orders by references
-        {"fullUrl": "urn:uuid:33333333-3333-4333-8333-333333333333",
-         "resource": condition_resource(p, e), "request": {"method": "POST", "url": "Condition"}},
-        {"fullUrl": e, "resource": encounter_resource(p),
-         "request": {"method": "POST", "url": "Encounter"}},
-        {"fullUrl": p, "resource": patient_resource(), "request": {"method": "POST",
-                                                                   "url": "Patient"}},
+        {
+            "fullUrl": "urn:uuid:33333333-3333-4333-8333-333333333333",
+            "resource": condition_resource(p, e),
+            "request": {"method": "POST", "url": "Condition"},
+        },
+        {
+            "fullUrl": e,
+            "resource": encounter_resource(p),
+            "request": {"method": "POST", "url": "Encounter"},
+        },
+        {
+            "fullUrl": p,
+            "resource": patient_resource(),
+            "request": {"method": "POST", "url": "Patient"},
+        },
     ]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     r = fhir.post("/fhir", json=bundle, headers=member.h)
@@ -194,8 +220,9 @@ def test_transaction_resolves_urns_and_is_all_or_nothing(fhir: TestClient, membe
     body = r.json()
     _valid(body)
     assert [x["response"]["status"] for x in body["entry"]] == ["201 Created"] * 3
-    cond = next(x["resource"] for x in body["entry"]
-                if x["resource"]["resourceType"] == "Condition")
+    cond = next(
+        x["resource"] for x in body["entry"] if x["resource"]["resourceType"] == "Condition"
+    )
     pat = next(x["resource"] for x in body["entry"] if x["resource"]["resourceType"] == "Patient")
     assert cond["subject"]["reference"] == f"Patient/{pat['id']}"
     assert session.scalar(select(func.count()).select_from(Diagnosis)) == 1
@@ -203,8 +230,10 @@ def test_transaction_resolves_urns_and_is_all_or_nothing(fhir: TestClient, membe
     # one bad entry: nothing of the bundle is written
     broken = [dict(x) for x in entries]
     broken[0] = {**broken[0], "resource": {**condition_resource(p, e), "code": {}}}
-    broken[2] = {**broken[2], "resource": patient_resource(
-        identifier=[{"system": "urn:x", "value": "other"}])}
+    broken[2] = {
+        **broken[2],
+        "resource": patient_resource(identifier=[{"system": "urn:x", "value": "other"}]),
+    }
     r = fhir.post("/fhir", json={**bundle, "entry": broken}, headers=member.h)
     assert r.status_code in (400, 422), r.text
     assert _issue(r)["expression"][0].startswith("Bundle.entry[0]")
@@ -214,12 +243,17 @@ def test_transaction_resolves_urns_and_is_all_or_nothing(fhir: TestClient, membe
 def test_batch_answers_each_entry(fhir: TestClient, member: Any) -> None:
     entries = [
         {"resource": patient_resource(), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Encounter", "status": "finished"},
-         "request": {"method": "POST", "url": "Encounter"}},
+        {
+            "resource": {"resourceType": "Encounter", "status": "finished"},
+            "request": {"method": "POST", "url": "Encounter"},
+        },
         {"request": {"method": "GET", "url": "Patient?_summary=count"}},
     ]
-    r = fhir.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": entries},
-                  headers=member.h)
+    r = fhir.post(
+        "/fhir",
+        json={"resourceType": "Bundle", "type": "batch", "entry": entries},
+        headers=member.h,
+    )
     assert r.status_code == 200, r.text
     statuses = [x["response"]["status"] for x in r.json()["entry"]]
     assert statuses == ["201 Created", "400", "200 OK"]
@@ -231,8 +265,7 @@ def test_auth_and_access_policy(fhir: TestClient, member: Any, session: Session)
     assert _issue(fhir.get("/fhir/Patient"))["code"] == "login"
     bad_token = {"Authorization": "Bearer nonsense"}
     assert fhir.get("/fhir/Patient", headers=bad_token).status_code == 401
-    patient = _create(fhir, member.h, patient_resource(
-        identifier=[]))
+    patient = _create(fhir, member.h, patient_resource(identifier=[]))
     pid = patient["id"]
     # a researcher may not read identified records; another member without consent+care
     # may not either; both denials are audited
@@ -249,38 +282,60 @@ def test_auth_and_access_policy(fhir: TestClient, member: Any, session: Session)
     assert len(denied) >= 3
     # an alliance admin manages the registry but reads no patients
     assert fhir.get(f"/fhir/Patient/{pid}", headers=member.h_admin).status_code == 403
-    read = session.scalars(select(AuditEvent).where(
-        AuditEvent.action == "read", AuditEvent.resource_type == "Patient")).all()
+    read = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "read", AuditEvent.resource_type == "Patient")
+    ).all()
     assert fhir.get(f"/fhir/Patient/{pid}", headers=member.h).status_code == 200
-    assert len(session.scalars(select(AuditEvent).where(
-        AuditEvent.action == "read", AuditEvent.resource_type == "Patient")).all()) == len(read) + 1
+    assert (
+        len(
+            session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "read", AuditEvent.resource_type == "Patient"
+                )
+            ).all()
+        )
+        == len(read) + 1
+    )
 
 
 def test_organization_and_practitioner(fhir: TestClient, member: Any) -> None:
-    org = {"resourceType": "Organization", "name": "城东社区卫生服务中心",
-           "alias": ["Chengdong CHC"],
-           "identifier": [{"system": "urn:medalliance:id:institution", "value": "CD-CHC"}],
-           "type": [{"coding": [{"system": "urn:medalliance:cs:institution-tier",
-                                 "code": "primary"}]}],
-           "partOf": {"reference": f"Organization/{member.inst.id}"}}
+    org = {
+        "resourceType": "Organization",
+        "name": "城东社区卫生服务中心",
+        "alias": ["Chengdong CHC"],
+        "identifier": [{"system": "urn:medalliance:id:institution", "value": "CD-CHC"}],
+        "type": [
+            {"coding": [{"system": "urn:medalliance:cs:institution-tier", "code": "primary"}]}
+        ],
+        "partOf": {"reference": f"Organization/{member.inst.id}"},
+    }
     assert fhir.post("/fhir/Organization", json=org, headers=member.h).status_code == 403
     created = _create(fhir, member.h_admin, org)
     _valid(created)
     assert created["partOf"]["reference"] == f"Organization/{member.inst.id}"
-    found = fhir.get("/fhir/Organization?identifier=urn:medalliance:id:institution|CD-CHC",
-                     headers=member.h).json()
+    found = fhir.get(
+        "/fhir/Organization?identifier=urn:medalliance:id:institution|CD-CHC", headers=member.h
+    ).json()
     assert found["total"] == 1
-    sub = fhir.get(f"/fhir/Organization?partof=Organization/{member.inst.id}",
-                   headers=member.h).json()
+    sub = fhir.get(
+        f"/fhir/Organization?partof=Organization/{member.inst.id}", headers=member.h
+    ).json()
     assert [e["resource"]["id"] for e in sub["entry"]] == [created["id"]]
 
-    prac = {"resourceType": "Practitioner", "name": [{"family": "Li", "given": ["Hua"]}],
-            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "9999999889"}]}
-    made = _create(fhir, member.h_admin_inst if hasattr(member, "h_admin_inst") else member.h,
-                   prac) if False else None
+    prac = {
+        "resourceType": "Practitioner",
+        "name": [{"family": "Li", "given": ["Hua"]}],
+        "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "9999999889"}],
+    }
+    made = (
+        _create(fhir, member.h_admin_inst if hasattr(member, "h_admin_inst") else member.h, prac)
+        if False
+        else None
+    )
     assert made is None
     r = fhir.post("/fhir/Practitioner", json=prac, headers=member.h)
     assert r.status_code == 403  # clinicians do not manage the registry
-    role = fhir.get(f"/fhir/PractitionerRole?organization=Organization/{member.inst.id}",
-                    headers=member.h).json()
+    role = fhir.get(
+        f"/fhir/PractitionerRole?organization=Organization/{member.inst.id}", headers=member.h
+    ).json()
     assert role["total"] == 0

@@ -58,10 +58,22 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         alliance = Alliance(code="QH", name_zh="清河医联体", name_en="Qinghe")
         session.add(alliance)
         session.flush()
-        lead = Institution(alliance_id=alliance.id, code="LEAD", name_zh="总院",
-                           name_en="Lead", tier="lead", type="integrated")
-        other = Institution(alliance_id=alliance.id, code="CHC", name_zh="社区",
-                            name_en="CHC", tier="primary", type="community_health_centre")
+        lead = Institution(
+            alliance_id=alliance.id,
+            code="LEAD",
+            name_zh="总院",
+            name_en="Lead",
+            tier="lead",
+            type="integrated",
+        )
+        other = Institution(
+            alliance_id=alliance.id,
+            code="CHC",
+            name_zh="社区",
+            name_en="CHC",
+            tier="primary",
+            type="community_health_centre",
+        )
         session.add_all([lead, other])
         session.commit()
         institutions = {"lead": lead, "other": other}
@@ -85,47 +97,73 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             _drop_postgres_database(url)
 
 
-def _client(server: dict[str, Any], role: Role = Role.CLINICIAN, where: str = "lead") -> SyncFHIRClient:
+def _client(
+    server: dict[str, Any], role: Role = Role.CLINICIAN, where: str = "lead"
+) -> SyncFHIRClient:
     actor = actor_for(role, institution=server["institutions"][where], user_id=uuid.uuid4())
     return SyncFHIRClient(server["url"], authorization=bearer_for(actor)["Authorization"])
 
 
 def test_fhirpy_create_read_search(server: dict[str, Any]) -> None:
     client = _client(server)
-    patient = client.resource("Patient", **{
-        k: v for k, v in patient_resource(
-            identifier=[{"system": "urn:medalliance:id:resident-id",
-                         "value": "11010519491231002X"}]).items()
-        if k != "resourceType"
-    })
+    patient = client.resource(
+        "Patient",
+        **{
+            k: v
+            for k, v in patient_resource(
+                identifier=[
+                    {"system": "urn:medalliance:id:resident-id", "value": "11010519491231002X"}
+                ]
+            ).items()
+            if k != "resourceType"
+        },
+    )
     patient.save()
     assert patient.id
-    encounter = client.resource("Encounter", **{
-        k: v for k, v in encounter_resource(f"Patient/{patient.id}").items()
-        if k != "resourceType"
-    })
+    encounter = client.resource(
+        "Encounter",
+        **{
+            k: v
+            for k, v in encounter_resource(f"Patient/{patient.id}").items()
+            if k != "resourceType"
+        },
+    )
     encounter.save()
-    condition = client.resource("Condition", **{
-        k: v for k, v in condition_resource(f"Patient/{patient.id}",
-                                            f"Encounter/{encounter.id}").items()
-        if k != "resourceType"
-    })
+    condition = client.resource(
+        "Condition",
+        **{
+            k: v
+            for k, v in condition_resource(
+                f"Patient/{patient.id}", f"Encounter/{encounter.id}"
+            ).items()
+            if k != "resourceType"
+        },
+    )
     condition.save()
 
     fetched = client.reference("Patient", patient.id).to_resource()
     assert fetched["birthDate"] == "1949-12-31"
     found = client.resources("Condition").search(patient=patient.id, code="I10").fetch_all()
     assert [c.id for c in found] == [condition.id]
-    assert client.resources("Encounter").search(
-        subject=f"Patient/{patient.id}", date__ge="2026-11-01"
-    ).count() == 1
-    assert client.resources("Encounter").search(
-        subject=f"Patient/{patient.id}", date__lt="2026-11-01"
-    ).count() == 0
-    with_enc = client.resources("Condition").search(patient=patient.id).include(
-        "Condition", "encounter").fetch_raw()
-    assert {e["resource"]["resourceType"] for e in with_enc["entry"]} == {"Condition",
-                                                                          "Encounter"}
+    assert (
+        client.resources("Encounter")
+        .search(subject=f"Patient/{patient.id}", date__ge="2026-11-01")
+        .count()
+        == 1
+    )
+    assert (
+        client.resources("Encounter")
+        .search(subject=f"Patient/{patient.id}", date__lt="2026-11-01")
+        .count()
+        == 0
+    )
+    with_enc = (
+        client.resources("Condition")
+        .search(patient=patient.id)
+        .include("Condition", "encounter")
+        .fetch_raw()
+    )
+    assert {e["resource"]["resourceType"] for e in with_enc["entry"]} == {"Condition", "Encounter"}
     everything = client.execute(f"Patient/{patient.id}/$everything", method="get")
     assert len(everything["entry"]) == 3
     capability = client.execute("metadata", method="get")
@@ -134,15 +172,24 @@ def test_fhirpy_create_read_search(server: dict[str, Any]) -> None:
 
 def test_fhirpy_paging_fetch_all_follows_next_links(server: dict[str, Any]) -> None:
     client = _client(server)
-    patient = client.resource("Patient", name=[{"family": "Lemke", "given": ["Abram"]}],
-                              gender="male", birthDate="1980-01-01")
+    patient = client.resource(
+        "Patient",
+        name=[{"family": "Lemke", "given": ["Abram"]}],
+        gender="male",
+        birthDate="1980-01-01",
+    )
     patient.save()
     for day in range(1, 6):
-        client.resource("Encounter", **{
-            k: v for k, v in encounter_resource(
-                f"Patient/{patient.id}", period={"start": f"2026-09-0{day}T08:00:00Z"}).items()
-            if k != "resourceType"
-        }).save()
+        client.resource(
+            "Encounter",
+            **{
+                k: v
+                for k, v in encounter_resource(
+                    f"Patient/{patient.id}", period={"start": f"2026-09-0{day}T08:00:00Z"}
+                ).items()
+                if k != "resourceType"
+            },
+        ).save()
     every = client.resources("Encounter").search(patient=patient.id).limit(2).fetch_all()
     assert len(every) == 5
 
@@ -150,17 +197,25 @@ def test_fhirpy_paging_fetch_all_follows_next_links(server: dict[str, Any]) -> N
 def test_fhirpy_errors_and_auth(server: dict[str, Any]) -> None:
     client = _client(server)
     with pytest.raises(OperationOutcome) as bad:
-        client.resource("Encounter", status="finished", subject={
-            "reference": "Patient/0190d0a0-0000-7000-8000-000000000000"},
-            **{"class": {"code": "AMB"}}, period={"start": "2026-01-01T00:00:00Z"}).save()
+        client.resource(
+            "Encounter",
+            status="finished",
+            subject={"reference": "Patient/0190d0a0-0000-7000-8000-000000000000"},
+            **{"class": {"code": "AMB"}},
+            period={"start": "2026-01-01T00:00:00Z"},
+        ).save()
     assert "refers to nothing" in str(bad.value)
     with pytest.raises(ResourceNotFound):
         client.reference("Patient", str(uuid.uuid4())).to_resource()
     anonymous = SyncFHIRClient(server["url"])
     with pytest.raises(AuthorizationError):
         anonymous.resources("Patient").fetch()
-    patient = client.resource("Patient", name=[{"family": "Zieme", "given": ["Maryanne"]}],
-                              gender="female", birthDate="1970-02-02")
+    patient = client.resource(
+        "Patient",
+        name=[{"family": "Zieme", "given": ["Maryanne"]}],
+        gender="female",
+        birthDate="1970-02-02",
+    )
     patient.save()
     elsewhere = _client(server, where="other")
     with pytest.raises(ForbiddenError, match="care relationship"):
@@ -173,11 +228,19 @@ def test_fhirpy_errors_and_auth(server: dict[str, Any]) -> None:
 def test_fhirpy_transaction(server: dict[str, Any]) -> None:
     client = _client(server)
     p = "urn:uuid:" + str(uuid.uuid4())
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": p, "resource": patient_resource(
-            name=[{"family": "Kulas", "given": ["Marine"]}], identifier=[]),
-         "request": {"method": "POST", "url": "Patient"}},
-        {"resource": encounter_resource(p), "request": {"method": "POST", "url": "Encounter"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": p,
+                "resource": patient_resource(
+                    name=[{"family": "Kulas", "given": ["Marine"]}], identifier=[]
+                ),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"resource": encounter_resource(p), "request": {"method": "POST", "url": "Encounter"}},
+        ],
+    }
     result = client.execute("", method="post", data=bundle)
     assert [e["response"]["status"] for e in result["entry"]] == ["201 Created"] * 2

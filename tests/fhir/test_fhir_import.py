@@ -117,22 +117,23 @@ def test_synthea_bundles_import_with_nothing_lost(
     institutions = session.scalar(select(func.count()).select_from(Institution)) or 0
     assert institutions - institutions_before == len(hospitals)
     assert summary.created["Organization"] == len(hospitals)
-    assert session.scalar(select(func.count()).select_from(Practitioner)) == summary.created[
-        "Practitioner"]
+    assert (
+        session.scalar(select(func.count()).select_from(Practitioner))
+        == summary.created["Practitioner"]
+    )
     # Latin names without a resident ID register through the patients service
     names = {p.name for p in session.scalars(select(Person))}
     first = _load(PATIENTS[0])["entry"][0]["resource"]["name"][0]
     assert f"{' '.join(first['given'])} {first['family']}" in names
-    assert _findable(session, actor, chosen) == sum(
+    assert _findable(session, actor, chosen) == sum(n for t, n in expected.items() if t in MODELLED)
+    # a second run creates nothing: the senders' ids map onto what exists
+    again = Importer(imp.factory, actor, REGISTRY).run(
+        _stage(tmp_path / "2", chosen) if (tmp_path / "2").mkdir() is None else tmp_path
+    )
+    assert sum(again.created.values()) == 0
+    assert sum(again.already_present.values()) == sum(
         n for t, n in expected.items() if t in MODELLED
     )
-    # a second run creates nothing: the senders' ids map onto what exists
-    again = Importer(imp.factory, actor, REGISTRY).run(_stage(tmp_path / "2", chosen)
-                                                       if (tmp_path / "2").mkdir() is None
-                                                       else tmp_path)
-    assert sum(again.created.values()) == 0
-    assert sum(again.already_present.values()) == sum(n for t, n in expected.items()
-                                                       if t in MODELLED)
 
 
 @pytest.mark.slow
@@ -152,28 +153,40 @@ def test_ndjson_dangling_references_are_reported_not_fatal(
     importer: tuple[Importer, Actor], session: Session, tmp_path: Path
 ) -> None:
     imp, _ = importer
-    small = [f for f in sorted(BULK.glob("*.ndjson.gz"))
-             if f.name.split(".")[0] in ("Organization", "Patient", "AllergyIntolerance")]
+    small = [
+        f
+        for f in sorted(BULK.glob("*.ndjson.gz"))
+        if f.name.split(".")[0] in ("Organization", "Patient", "AllergyIntolerance")
+    ]
     folder = _stage(tmp_path, small)
     with gzip.open(BULK / "Patient.000.ndjson.gz", "rt", encoding="utf-8") as handle:
         patient_id = json.loads(handle.readline())["id"]
     extra = [
         # refers to an Observation the input does not hold: reported, the allergy is kept
-        {"resourceType": "AllergyIntolerance", "id": "a-1", "code": {"text": "peanut"},
-         "category": ["food"], "patient": {"reference": f"Patient/{patient_id}"},
-         "reaction": [{"manifestation": [{"text": "hives"}],
-                       "substance": {"text": "peanut"}}],
-         "note": [{"authorReference": {"reference": "Observation/missing-1"}, "text": "x"}]},
+        {
+            "resourceType": "AllergyIntolerance",
+            "id": "a-1",
+            "code": {"text": "peanut"},
+            "category": ["food"],
+            "patient": {"reference": f"Patient/{patient_id}"},
+            "reaction": [{"manifestation": [{"text": "hives"}], "substance": {"text": "peanut"}}],
+            "note": [{"authorReference": {"reference": "Observation/missing-1"}, "text": "x"}],
+        },
         # its required patient is missing: this one fails, the import goes on
-        {"resourceType": "AllergyIntolerance", "id": "a-2", "code": {"text": "dust"},
-         "patient": {"reference": "Patient/missing-2"}},
+        {
+            "resourceType": "AllergyIntolerance",
+            "id": "a-2",
+            "code": {"text": "dust"},
+            "patient": {"reference": "Patient/missing-2"},
+        },
     ]
     (folder / "extra.ndjson").write_text("\n".join(json.dumps(x) for x in extra) + "\n")
     summary = imp.run(folder)
     assert summary.dangling == Counter({"Observation": 1, "Patient": 1})
     assert summary.failed_by_type["AllergyIntolerance"] == 1
     assert [why for _, why in summary.failed] == [
-        "AllergyIntolerance.patient: Patient/missing-2 refers to nothing on this server"]
+        "AllergyIntolerance.patient: Patient/missing-2 refers to nothing on this server"
+    ]
     assert summary.created["Patient"] == 13
     assert summary.created["AllergyIntolerance"] == 12
 
@@ -182,7 +195,7 @@ def test_ndjson_dangling_references_are_reported_not_fatal(
 def test_bulk_ndjson_imports(
     importer: tuple[Importer, Actor], session: Session, tmp_path: Path
 ) -> None:
-    imp, actor = importer
+    imp, _ = importer
     files = sorted(BULK.glob("*.ndjson.gz"))
     summary = imp.run(_stage(tmp_path, files))
     assert summary.failed == []
@@ -193,8 +206,14 @@ def test_bulk_ndjson_imports(
             for line in handle:
                 rtype = json.loads(line).get("resourceType")
                 expected[rtype or "(not a FHIR resource)"] += 1
-    for rtype in ("Encounter", "Condition", "Procedure", "AllergyIntolerance", "Organization",
-                  "Practitioner"):
+    for rtype in (
+        "Encounter",
+        "Condition",
+        "Procedure",
+        "AllergyIntolerance",
+        "Organization",
+        "Practitioner",
+    ):
         assert summary.created[rtype] == expected[rtype], rtype
     assert summary.not_yet_modelled["MedicationRequest"] == expected["MedicationRequest"]
     assert summary.not_yet_modelled["Device"] == expected["Device"]
@@ -222,8 +241,16 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         alliance = Alliance(code="QH", name_zh="清河医联体", name_en="Qinghe")
         s.add(alliance)
         s.flush()
-        s.add(Institution(alliance_id=alliance.id, code="LEAD", name_zh="总院",
-                          name_en="Lead", tier="lead", type="integrated"))
+        s.add(
+            Institution(
+                alliance_id=alliance.id,
+                code="LEAD",
+                name_zh="总院",
+                name_en="Lead",
+                tier="lead",
+                type="integrated",
+            )
+        )
         s.commit()
     monkeypatch.setenv("MEDALLIANCE_DATABASE_URL", url)
     get_settings.cache_clear()

@@ -66,7 +66,9 @@ def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) 
         return fhir_json(handler.everything(_ctx(request, session, actor), rid))
 
     @app.get("/{rtype}")
-    def search(rtype: str, request: Request, session: DbSession, actor: Authenticated) -> JSONResponse:
+    def search(
+        rtype: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
         items = list(request.query_params.multi_items())
         return fhir_json(handler.search(_ctx(request, session, actor), rtype, items))
 
@@ -75,8 +77,7 @@ def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) 
         rtype: str, request: Request, session: DbSession, actor: Authenticated
     ) -> JSONResponse:
         form = await request.form()
-        items = [*request.query_params.multi_items(),
-                 *((k, str(v)) for k, v in form.multi_items())]
+        items = [*request.query_params.multi_items(), *((k, str(v)) for k, v in form.multi_items())]
         ctx = _ctx(request, session, actor)
         return fhir_json(await run_in_threadpool(handler.search, ctx, rtype, items))
 
@@ -124,9 +125,14 @@ def _audit_denial(request: Request, exc: DomainError) -> None:
         return
     with unit_of_work(request.app.state.session_factory) as session:
         audit.record(
-            session, actor, action="denied", resource_type="Route",
+            session,
+            actor,
+            action="denied",
+            resource_type="Route",
             resource_id=f"{request.method} /fhir{request.url.path}",
-            outcome=audit.Outcome.DENIED, reason=exc.detail, detail={"path": request.url.path},
+            outcome=audit.Outcome.DENIED,
+            reason=exc.detail,
+            detail={"path": request.url.path},
         )
 
 
@@ -153,10 +159,10 @@ def _install_errors(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         import logging
 
-        logging.getLogger(__name__).exception("FHIR %s %s failed", request.method,
-                                              request.url.path, exc_info=exc)
-        return _oo(FhirError(500, "The request failed and nothing was changed.",
-                             code="exception"))
+        logging.getLogger(__name__).exception(
+            "FHIR %s %s failed", request.method, request.url.path, exc_info=exc
+        )
+        return _oo(FhirError(500, "The request failed and nothing was changed.", code="exception"))
 
     app.add_exception_handler(FhirError, fhir_error)
     app.add_exception_handler(DomainError, domain_error)

@@ -54,8 +54,11 @@ def process(
         raise FhirError(400, "POST to the base takes a Bundle", expression=["resourceType"])
     kind = data.get("type")
     if kind not in ("batch", "transaction"):
-        raise FhirError(400, f"Bundle.type must be batch or transaction, not {kind!r}",
-                        expression=["Bundle.type"])
+        raise FhirError(
+            400,
+            f"Bundle.type must be batch or transaction, not {kind!r}",
+            expression=["Bundle.type"],
+        )
     raw_entries = data.get("entry") or []
     if not isinstance(raw_entries, list):
         raise FhirError(400, "Bundle.entry must be an array", expression=["Bundle.entry"])
@@ -92,7 +95,7 @@ def _at(error: FhirError, item: Prepared) -> FhirError:
         if path.startswith("Bundle"):
             return path
         if path == rtype or path.startswith(rtype + "."):
-            path = path[len(rtype) + 1:]
+            path = path[len(rtype) + 1 :]
         return f"{prefix}.resource" + (f".{path}" if path else "")
 
     for issue in error.issues:
@@ -116,15 +119,26 @@ def _prepare(
         url = str(request.get("url") or "")
         raw = entry.get("resource") or {}
         if not method:
-            raise FhirError(400, f"{path}.request.method is required",
-                            expression=[f"{path}.request.method"])
+            raise FhirError(
+                400, f"{path}.request.method is required", expression=[f"{path}.request.method"]
+            )
         rtype = raw.get("resourceType") if isinstance(raw, dict) else None
-        if skipped is not None and method in ("POST", "PUT") and rtype is not None \
-                and not ctx.registry.writable(str(rtype)):
+        if (
+            skipped is not None
+            and method in ("POST", "PUT")
+            and rtype is not None
+            and not ctx.registry.writable(str(rtype))
+        ):
             skipped.counts[str(rtype)] = skipped.counts.get(str(rtype), 0) + 1
             continue
-        item = Prepared(i, method, url, entry.get("fullUrl"), raw if isinstance(raw, dict) else {},
-                        if_none_exist=request.get("ifNoneExist"))
+        item = Prepared(
+            i,
+            method,
+            url,
+            entry.get("fullUrl"),
+            raw if isinstance(raw, dict) else {},
+            if_none_exist=request.get("ifNoneExist"),
+        )
         if method in ("POST", "PUT"):
             try:
                 item.resource = parsing.resource(raw, None, f"{path}.resource.")
@@ -137,8 +151,12 @@ def _prepare(
             if "urn:uuid:" in text:
                 item.depends_on = _urn_refs(raw)
         elif method not in ("GET",):
-            error = FhirError(405, f"{path}: {method} is not supported", code="not-supported",
-                              expression=[f"{path}.request.method"])
+            error = FhirError(
+                405,
+                f"{path}: {method} is not supported",
+                code="not-supported",
+                expression=[f"{path}.request.method"],
+            )
             if kind == "transaction":
                 raise error
             responses[i] = _error_entry(error)
@@ -207,8 +225,7 @@ def _run(ctx: FhirContext, item: Prepared) -> dict[str, Any]:
             raise FhirError(400, "PUT needs request.url Type/id", expression=["request.url"])
         result = handler.update(ctx, parts[1], item.resource)
     if item.full_url and result.resource is not None:
-        ctx.refs[item.full_url] = (result.resource["resourceType"],
-                                   _uuid(result.resource["id"]))
+        ctx.refs[item.full_url] = (result.resource["resourceType"], _uuid(result.resource["id"]))
     status = {200: "200 OK", 201: "201 Created"}[result.status]
     return {
         "fullUrl": result.location,

@@ -27,16 +27,21 @@ def capability_statement(registry: Registry, base_url: str) -> dict[str, Any]:
             "updateCreate": False,
             "conditionalCreate": CREATE in mapper.interactions,
             "searchParam": [
-                {"name": name, "type": param.type, **(
-                    {"documentation": param.documentation} if param.documentation else {}
-                )}
+                {
+                    "name": name,
+                    "type": param.type,
+                    **({"documentation": param.documentation} if param.documentation else {}),
+                }
                 for name, param in mapper.params.items()
-            ] + SEARCH_CONTROL,
+            ]
+            + SEARCH_CONTROL,
         }
         if mapper.includes:
             entry["searchInclude"] = sorted(mapper.includes)
         revs = sorted(
-            spec for other in registry for spec in other.revincludes
+            spec
+            for other in registry
+            for spec in other.revincludes
             if any(
                 inc.target == mapper.resource_type
                 for inc in other.includes.values()
@@ -46,10 +51,12 @@ def capability_statement(registry: Registry, base_url: str) -> dict[str, Any]:
         if revs:
             entry["searchRevInclude"] = revs
         if mapper.resource_type == "Patient":
-            entry["operation"] = [{
-                "name": "everything",
-                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-            }]
+            entry["operation"] = [
+                {
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                }
+            ]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",
@@ -60,17 +67,25 @@ def capability_statement(registry: Registry, base_url: str) -> dict[str, Any]:
         "implementation": {"description": "MedAlliance FHIR R4 API", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["json"],
-        "rest": [{
-            "mode": "server",
-            "security": {
-                "service": [{"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                    "code": "OAuth",
-                }]}],
-                "description": "Bearer token from POST /api/auth/token; the access policy "
-                "and the audit trail apply as on the JSON API.",
-            },
-            "resource": resources,
-            "interaction": [{"code": "batch"}, {"code": "transaction"}],
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "OAuth",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "Bearer token from POST /api/auth/token; the access policy "
+                    "and the audit trail apply as on the JSON API.",
+                },
+                "resource": resources,
+                "interaction": [{"code": "batch"}, {"code": "transaction"}],
+            }
+        ],
     }

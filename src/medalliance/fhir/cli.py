@@ -21,10 +21,16 @@ def import_actor(institution_id: object, code: str) -> object:
     from medalliance.kernel.actor import Actor
     from medalliance.kernel.ids import stable_id
 
-    permissions = frozenset(str(p) for p in (
-        Permission.PATIENT_READ, Permission.PATIENT_WRITE, Permission.REGISTRY_READ,
-        Permission.REGISTRY_MANAGE, Permission.ALLIANCE_MANAGE,
-    ))
+    permissions = frozenset(
+        str(p)
+        for p in (
+            Permission.PATIENT_READ,
+            Permission.PATIENT_WRITE,
+            Permission.REGISTRY_READ,
+            Permission.REGISTRY_MANAGE,
+            Permission.ALLIANCE_MANAGE,
+        )
+    )
     return Actor(
         user_id=stable_id("fhir-import", code),
         username=f"fhir-import@{code}",
@@ -63,8 +69,11 @@ def import_command(
     console = Console(stderr=True)
     files = files_in(path)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[resources]} resources"), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[resources]} resources"),
+        TimeElapsedColumn(),
         console=console,
     ) as bar:
         task = bar.add_task("importing", total=len(files), resources=0)
@@ -74,8 +83,9 @@ def import_command(
             fields = bar.tasks[task].fields
             advance = 0 if name in done_files else 1
             done_files.add(name)
-            bar.update(task, advance=advance, description=name[:40],
-                       resources=fields["resources"] + n)
+            bar.update(
+                task, advance=advance, description=name[:40], resources=fields["resources"] + n
+            )
 
         summary = importer.run(path, progress)
     _print(summary)
@@ -91,25 +101,37 @@ def _print(summary: object) -> None:
     table = Table(title=f"FHIR import: {summary.files} file(s), {summary.total_read} resources")
     for column in ("type", "created", "already present", "not modelled", "failed"):
         table.add_column(column, justify="left" if column == "type" else "right")
-    types = sorted(set(summary.created) | set(summary.already_present) | set(summary.not_modelled)
-                   | set(summary.not_yet_modelled) | set(summary.failed_by_type))
+    types = sorted(
+        set(summary.created)
+        | set(summary.already_present)
+        | set(summary.not_modelled)
+        | set(summary.not_yet_modelled)
+        | set(summary.failed_by_type)
+    )
     for rtype in types:
         skipped = summary.not_modelled[rtype] + summary.not_yet_modelled[rtype]
         label = "not yet modelled" if rtype in summary.not_yet_modelled else "not modelled"
         table.add_row(
-            rtype, str(summary.created[rtype]), str(summary.already_present[rtype]),
-            f"{skipped} ({label})" if skipped else "0", str(summary.failed_by_type[rtype]),
+            rtype,
+            str(summary.created[rtype]),
+            str(summary.already_present[rtype]),
+            f"{skipped} ({label})" if skipped else "0",
+            str(summary.failed_by_type[rtype]),
         )
     console.print(table)
     if summary.dangling:
-        console.print("Dangling references (the target is in neither the input nor the "
-                      "database; the import went on):")
+        console.print(
+            "Dangling references (the target is in neither the input nor the "
+            "database; the import went on):"
+        )
         for rtype, n in sorted(summary.dangling.items()):
             console.print(f"  {rtype}: {n}")
         console.print("  e.g. " + ", ".join(summary.dangling_examples[:5]))
     if summary.left_out:
-        console.print("Optional references left out (their target type is not mapped here): "
-                      + ", ".join(f"{t} {n}" for t, n in sorted(summary.left_out.items())))
+        console.print(
+            "Optional references left out (their target type is not mapped here): "
+            + ", ".join(f"{t} {n}" for t, n in sorted(summary.left_out.items()))
+        )
     for where, why in summary.failed[:50]:
         console.print(f"[red]FAILED[/red] {where}: {why}")
     if len(summary.failed) > 50:

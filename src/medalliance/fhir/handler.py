@@ -41,15 +41,15 @@ def read(ctx: FhirContext, resource_type: str, rid: str) -> dict[str, Any]:
     return mapper.read(ctx, rid)
 
 
-def parse_search(ctx: FhirContext, resource_type: str, items: list[tuple[str, str]]) -> SearchRequest:
+def parse_search(
+    ctx: FhirContext, resource_type: str, items: list[tuple[str, str]]
+) -> SearchRequest:
     mapper = ctx.registry.get(resource_type)
     _need(mapper, SEARCH)
     return search_mod.parse(resource_type, items, mapper.params, mapper.sorts)
 
 
-def search(
-    ctx: FhirContext, resource_type: str, items: list[tuple[str, str]]
-) -> dict[str, Any]:
+def search(ctx: FhirContext, resource_type: str, items: list[tuple[str, str]]) -> dict[str, Any]:
     mapper = ctx.registry.get(resource_type)
     req = parse_search(ctx, resource_type, items)
     rows, total = mapper.search(ctx, req)
@@ -129,9 +129,7 @@ def _includes(
     return out
 
 
-def create(
-    ctx: FhirContext, resource: BaseModel, *, if_none_exist: str | None = None
-) -> Outcome:
+def create(ctx: FhirContext, resource: BaseModel, *, if_none_exist: str | None = None) -> Outcome:
     rtype = str(resource.get_resource_type())  # type: ignore[attr-defined]
     mapper = ctx.registry.get(rtype)
     _need(mapper, CREATE)
@@ -141,8 +139,9 @@ def create(
         req.count = 2
         rows, total = mapper.search(ctx, req)
         if total > 1:
-            raise FhirError(412, f"If-None-Exist matched {total} {rtype} resources",
-                            code="duplicate")
+            raise FhirError(
+                412, f"If-None-Exist matched {total} {rtype} resources", code="duplicate"
+            )
         if total == 1:
             existing = mapper.to_fhir(ctx, rows)[0]
             return Outcome(200, existing, ctx.url(rtype, existing["id"]))
@@ -178,8 +177,11 @@ def update(ctx: FhirContext, rid: str, resource: BaseModel) -> Outcome:
     _need(mapper, UPDATE)
     body_id = getattr(resource, "id", None)
     if body_id is not None and body_id != rid:
-        raise FhirError(400, f"the resource id {body_id!r} differs from the URL id {rid!r}",
-                        expression=[f"{rtype}.id"])
+        raise FhirError(
+            400,
+            f"the resource id {body_id!r} differs from the URL id {rid!r}",
+            expression=[f"{rtype}.id"],
+        )
     row = mapper.get_row(ctx, rid)  # updates of unknown ids are refused: ids are server-made
     written = mapper.update(ctx, row.id, resource)
     ctx.session.flush()
@@ -194,20 +196,23 @@ def everything(ctx: FhirContext, patient_id: str, count: int | None = None) -> d
     row = patients.get_row(ctx, patient_id)
     facts = patients_service.facts_or_404(ctx.session, row.id)
     policy.enforce(
-        ctx.session, ctx.actor, facts, policy.AccessAction.READ,
-        resource_type="Patient", resource_id=row.id, audit_action="everything",
+        ctx.session,
+        ctx.actor,
+        facts,
+        policy.AccessAction.READ,
+        resource_type="Patient",
+        resource_id=row.id,
+        audit_action="everything",
     )
     entries = [_entry(ctx, patients.to_fhir(ctx, [row])[0], "match")]
     ref = (f"Patient/{row.id}",)
     for mapper in ctx.registry:
         if mapper.resource_type == "Patient" or mapper.patient_param != "patient":
             continue
-        req = SearchRequest(criteria=[Criterion("patient", None, ref)],
-                            count=count or 100_000)
+        req = SearchRequest(criteria=[Criterion("patient", None, ref)], count=count or 100_000)
         rows, _ = mapper.search(ctx, req)
         entries += [_entry(ctx, r, "match") for r in mapper.to_fhir(ctx, rows)]
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
-            "entry": entries}
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
 
 
 def new_uuid_or_404(rtype: str, rid: str) -> uuid.UUID:

@@ -30,8 +30,14 @@ from medalliance.kernel.errors import DomainError
 
 NDJSON_CHUNK = 500
 # Referenced types first, so relative references in NDJSON resolve.
-TYPE_ORDER = ["Organization", "Location", "Practitioner", "PractitionerRole", "Patient",
-              "Encounter"]
+TYPE_ORDER = [
+    "Organization",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "Patient",
+    "Encounter",
+]
 
 
 @dataclass
@@ -53,9 +59,13 @@ class ImportSummary:
 
     @property
     def total_read(self) -> int:
-        return (sum(self.created.values()) + sum(self.already_present.values())
-                + sum(self.not_modelled.values()) + sum(self.not_yet_modelled.values())
-                + sum(self.failed_by_type.values()))
+        return (
+            sum(self.created.values())
+            + sum(self.already_present.values())
+            + sum(self.not_modelled.values())
+            + sum(self.not_yet_modelled.values())
+            + sum(self.failed_by_type.values())
+        )
 
 
 Progress = Callable[[str, int], None]
@@ -88,17 +98,16 @@ def _file_order(path: Path) -> tuple[int, str]:
 
 
 class Importer:
-    def __init__(
-        self, factory: sessionmaker[Session], actor: Actor, registry: Registry
-    ) -> None:
+    def __init__(self, factory: sessionmaker[Session], actor: Actor, registry: Registry) -> None:
         self.factory = factory
         self.actor = actor
         self.registry = registry
         self.summary = ImportSummary()
 
     def _ctx(self, session: Session) -> FhirContext:
-        return FhirContext(session=session, actor=self.actor, registry=self.registry,
-                           keep_source_ids=True)
+        return FhirContext(
+            session=session, actor=self.actor, registry=self.registry, keep_source_ids=True
+        )
 
     def run(self, path: Path, progress: Progress | None = None) -> ImportSummary:
         for file in files_in(path):
@@ -120,17 +129,35 @@ class Importer:
             self.summary.failed.append((file.name, f"not JSON: {exc}"))
             return
         if data.get("resourceType") != "Bundle":
-            data = {"resourceType": "Bundle", "type": "batch",
-                    "entry": [{"resource": data, "request": {"method": "POST",
-                                                             "url": data.get("resourceType")}}]}
+            data = {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [
+                    {
+                        "resource": data,
+                        "request": {"method": "POST", "url": data.get("resourceType")},
+                    }
+                ],
+            }
         entries = data.get("entry") or []
         for entry in entries:
             self._note(entry.get("resource") or {}, entry.get("fullUrl"))
         kind = data.get("type")
         if kind not in ("transaction", "batch"):  # collection, searchset …: create each
-            data = {**data, "type": "batch", "entry": [
-                {**e, "request": {"method": "POST", "url": (e.get("resource") or {}).get(
-                    "resourceType", "")}} for e in entries]}
+            data = {
+                **data,
+                "type": "batch",
+                "entry": [
+                    {
+                        **e,
+                        "request": {
+                            "method": "POST",
+                            "url": (e.get("resource") or {}).get("resourceType", ""),
+                        },
+                    }
+                    for e in entries
+                ],
+            }
         self._bundle(data, file.name)
         if progress:
             progress(file.name, len(entries))
@@ -150,11 +177,16 @@ class Importer:
                     self.summary.not_modelled["(not a FHIR resource)"] += 1
                     continue
                 self._note(resource, None)
-                chunk.append({"resource": resource,
-                              "request": {"method": "POST", "url": resource.get("resourceType")}})
+                chunk.append(
+                    {
+                        "resource": resource,
+                        "request": {"method": "POST", "url": resource.get("resourceType")},
+                    }
+                )
                 if len(chunk) >= NDJSON_CHUNK:
-                    self._bundle({"resourceType": "Bundle", "type": "batch", "entry": chunk},
-                                 file.name)
+                    self._bundle(
+                        {"resourceType": "Bundle", "type": "batch", "entry": chunk}, file.name
+                    )
                     if progress:
                         progress(file.name, len(chunk))
                     chunk = []
@@ -183,8 +215,11 @@ class Importer:
             self._count_skipped(skipped)
             return
         self._count_skipped(skipped)
-        writable = [e for e in entries
-                    if self.registry.writable((e.get("resource") or {}).get("resourceType", ""))]
+        writable = [
+            e
+            for e in entries
+            if self.registry.writable((e.get("resource") or {}).get("resourceType", ""))
+        ]
         for entry, response in zip(writable, result["entry"], strict=False):
             rtype = (entry.get("resource") or {}).get("resourceType", "?")
             status = response["response"]["status"]
@@ -195,8 +230,12 @@ class Importer:
             else:
                 self.summary.failed_by_type[rtype] += 1
                 issue = response["response"]["outcome"]["issue"][0]
-                self.summary.failed.append((f"{where} {rtype}/{entry['resource'].get('id')}",
-                                            issue.get("diagnostics", status)))
+                self.summary.failed.append(
+                    (
+                        f"{where} {rtype}/{entry['resource'].get('id')}",
+                        issue.get("diagnostics", status),
+                    )
+                )
 
     def _count_skipped(self, skipped: bundle.Skipped) -> None:
         for rtype, n in skipped.counts.items():

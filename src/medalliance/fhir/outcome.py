@@ -82,11 +82,9 @@ _STATUS: list[tuple[type[DomainError], int, str]] = [
 
 
 def from_domain(exc: DomainError, resource_type: str | None = None) -> FhirError:
-    for cls, status, code in _STATUS:
-        if isinstance(exc, cls):
-            break
-    else:
-        status, code = 400, "processing"
+    status, code = next(
+        ((st, cd) for cls, st, cd in _STATUS if isinstance(exc, cls)), (400, "processing")
+    )
     path = FIELD_PATHS.get(exc.field or "")
     expression = [path] if path else None
     return FhirError(status, exc.detail, code=code, expression=expression)

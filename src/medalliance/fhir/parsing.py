@@ -23,8 +23,9 @@ def resource(data: Any, expected: str | None = None, path: str = "") -> BaseMode
         raise invalid(path or "Resource", "a resource must be a JSON object", 400)
     rtype = data.get("resourceType")
     if not isinstance(rtype, str):
-        raise invalid(f"{path}resourceType" if path else "resourceType",
-                      "resourceType is missing", 400)
+        raise invalid(
+            f"{path}resourceType" if path else "resourceType", "resourceType is missing", 400
+        )
     if expected is not None and rtype != expected:
         raise invalid(
             f"{path}resourceType" if path else "resourceType",
@@ -36,7 +37,7 @@ def resource(data: Any, expected: str | None = None, path: str = "") -> BaseMode
     except (KeyError, ValueError) as exc:
         raise invalid("resourceType", f"{rtype!r} is not a FHIR R4 resource type", 400) from exc
     try:
-        return model.model_validate(data)  # type: ignore[no-any-return]
+        return model.model_validate(data)
     except ValidationError as exc:
         from medalliance.fhir.outcome import from_validation
 

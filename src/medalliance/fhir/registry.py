@@ -26,7 +26,13 @@ from medalliance.fhir.search import (
 if TYPE_CHECKING:
     from medalliance.fhir.context import FhirContext
 
-READ, SEARCH, CREATE, UPDATE, HISTORY = "read", "search-type", "create", "update", "history-instance"
+READ, SEARCH, CREATE, UPDATE, HISTORY = (
+    "read",
+    "search-type",
+    "create",
+    "update",
+    "history-instance",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +104,14 @@ class Mapper:
         raise NotImplementedError
 
     def create(self, ctx: FhirContext, resource: BaseModel) -> Written:
-        raise FhirError(405, f"create is not supported for {self.resource_type}", code="not-supported")
+        raise FhirError(
+            405, f"create is not supported for {self.resource_type}", code="not-supported"
+        )
 
     def update(self, ctx: FhirContext, rid: uuid.UUID, resource: BaseModel) -> Written:
-        raise FhirError(405, f"update is not supported for {self.resource_type}", code="not-supported")
+        raise FhirError(
+            405, f"update is not supported for {self.resource_type}", code="not-supported"
+        )
 
     # --- the generic part ---------------------------------------------------------------
 
@@ -136,9 +146,7 @@ class Mapper:
             self.sorts[name].desc() if desc else self.sorts[name].asc() for name, desc in req.sort
         ]
         order.append(self.model.id.asc())
-        rows = list(
-            ctx.session.scalars(query.order_by(*order).limit(req.count).offset(req.offset))
-        )
+        rows = list(ctx.session.scalars(query.order_by(*order).limit(req.count).offset(req.offset)))
         self.audit_search(ctx, req, len(rows))
         return rows, total
 

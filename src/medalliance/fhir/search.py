@@ -85,9 +85,7 @@ def parse(
             if values:
                 req.criteria.append(Criterion(name, modifier or None, values))
         else:
-            raise invalid(
-                key, f"unknown search parameter {key!r} for {resource_type}", 400
-            )
+            raise invalid(key, f"unknown search parameter {key!r} for {resource_type}", 400)
     return req
 
 
@@ -223,9 +221,7 @@ def string_param(*columns: Any, doc: str = "") -> SearchParam:
                 elif c.modifier == "contains":
                     conditions.append(func.lower(column).contains(value.lower(), autoescape=True))
                 else:
-                    conditions.append(
-                        func.lower(column).startswith(value.lower(), autoescape=True)
-                    )
+                    conditions.append(func.lower(column).startswith(value.lower(), autoescape=True))
         return query.where(or_(*conditions))
 
     return SearchParam("string", apply, doc)
@@ -247,7 +243,9 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 def count_of(ctx: FhirContext, query: Select[Any]) -> int:
-    return ctx.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return (
+        ctx.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    )
 
 
 def bad_request(message: str) -> FhirError:

@@ -101,9 +101,7 @@ def codings_of(
     return found
 
 
-def ids_with_coding(
-    resource_type: str, element: str, system: str | None, code: str
-) -> Any:
+def ids_with_coding(resource_type: str, element: str, system: str | None, code: str) -> Any:
     """A subquery of resource ids that carry this extra coding (for token search)."""
     query = select(FhirCoding.resource_id).where(
         FhirCoding.resource_type == resource_type,

@@ -94,24 +94,33 @@ class OrganizationMapper(RegistryMapper):
     def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
         side = store.identifiers_of(ctx.session, "Organization", [r.id for r in rows])
         return [
-            prune({
-                "resourceType": "Organization",
-                "id": str(i.id),
-                "meta": meta(i),
-                "identifier": [{"system": systems.INSTITUTION_CODE, "value": i.code},
-                               *side.get(i.id, [])],
-                "active": i.active,
-                "type": [
-                    {"coding": [coding(systems.ORGANIZATION_TYPE, "prov", "Healthcare Provider")]},
-                    {"coding": [coding(systems.INSTITUTION_TIER, str(i.tier))]},
-                    {"coding": [coding(systems.INSTITUTION_TYPE, str(i.type))]},
-                ],
-                "name": i.name_zh,
-                "alias": [i.name_en] if i.name_en and i.name_en != i.name_zh else None,
-                "address": [{"text": i.address, "district": i.district}] if i.address else None,
-                "partOf": {"reference": f"Organization/{i.lead_institution_id}"}
-                if i.lead_institution_id else None,
-            })
+            prune(
+                {
+                    "resourceType": "Organization",
+                    "id": str(i.id),
+                    "meta": meta(i),
+                    "identifier": [
+                        {"system": systems.INSTITUTION_CODE, "value": i.code},
+                        *side.get(i.id, []),
+                    ],
+                    "active": i.active,
+                    "type": [
+                        {
+                            "coding": [
+                                coding(systems.ORGANIZATION_TYPE, "prov", "Healthcare Provider")
+                            ]
+                        },
+                        {"coding": [coding(systems.INSTITUTION_TIER, str(i.tier))]},
+                        {"coding": [coding(systems.INSTITUTION_TYPE, str(i.type))]},
+                    ],
+                    "name": i.name_zh,
+                    "alias": [i.name_en] if i.name_en and i.name_en != i.name_zh else None,
+                    "address": [{"text": i.address, "district": i.district}] if i.address else None,
+                    "partOf": {"reference": f"Organization/{i.lead_institution_id}"}
+                    if i.lead_institution_id
+                    else None,
+                }
+            )
             for i in rows
         ]
 
@@ -120,18 +129,27 @@ class OrganizationMapper(RegistryMapper):
         without them joins as a secondary general hospital (documented default)."""
         if not resource.name:
             raise invalid("Organization.name", "Organization.name is required here")
-        code = next(
-            (i.value for i in resource.identifier or [] if i.system == systems.INSTITUTION_CODE),
-            None,
-        ) or f"EXT-{new_id().hex[-12:]}"
+        code = (
+            next(
+                (
+                    i.value
+                    for i in resource.identifier or []
+                    if i.system == systems.INSTITUTION_CODE
+                ),
+                None,
+            )
+            or f"EXT-{new_id().hex[-12:]}"
+        )
         lead_id = ctx.resolve_optional(resource.partOf, "Organization.partOf", "Organization")
         lead = None if lead_id is None else alliance_service.institution_by_id(ctx.session, lead_id)
         address = (resource.address or [None])[0]
         address_text = None
         if address is not None:
             address_text = address.text or ", ".join(
-                [*(address.line or []), *(x for x in (address.city, address.state,
-                                                      address.postalCode) if x)]
+                [
+                    *(address.line or []),
+                    *(x for x in (address.city, address.state, address.postalCode) if x),
+                ]
             )
         try:
             data = alliance_schemas.InstitutionCreate(
@@ -182,20 +200,22 @@ class PractitionerMapper(RegistryMapper):
     def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
         side = store.identifiers_of(ctx.session, "Practitioner", [r.id for r in rows])
         return [
-            prune({
-                "resourceType": "Practitioner",
-                "id": str(p.id),
-                "meta": meta(p),
-                "identifier": [
-                    {"system": systems.PRACTITIONER_LICENCE, "value": p.licence_number},
-                    *side.get(p.id, []),
-                ],
-                "active": p.active,
-                "name": [{"text": p.name}] + ([{"text": p.name_en}] if p.name_en else []),
-                "qualification": [{"code": {"coding": [
-                    coding(systems.PRACTITIONER_TITLE, str(p.title))
-                ]}}],
-            })
+            prune(
+                {
+                    "resourceType": "Practitioner",
+                    "id": str(p.id),
+                    "meta": meta(p),
+                    "identifier": [
+                        {"system": systems.PRACTITIONER_LICENCE, "value": p.licence_number},
+                        *side.get(p.id, []),
+                    ],
+                    "active": p.active,
+                    "name": [{"text": p.name}] + ([{"text": p.name_en}] if p.name_en else []),
+                    "qualification": [
+                        {"code": {"coding": [coding(systems.PRACTITIONER_TITLE, str(p.title))]}}
+                    ],
+                }
+            )
             for p in rows
         ]
 
@@ -211,10 +231,17 @@ class PractitionerMapper(RegistryMapper):
             raise PermissionDenied("Practitioners are created at your own institution.")
         institution = alliance_service.institution_by_id(ctx.session, ctx.actor.institution_id)
         assert institution is not None
-        licence = next(
-            (i.value for i in resource.identifier or []
-             if i.system == systems.PRACTITIONER_LICENCE), None,
-        ) or f"EXT-{new_id().hex[-16:]}"
+        licence = (
+            next(
+                (
+                    i.value
+                    for i in resource.identifier or []
+                    if i.system == systems.PRACTITIONER_LICENCE
+                ),
+                None,
+            )
+            or f"EXT-{new_id().hex[-16:]}"
+        )
         title = PractitionerTitle.OTHER
         for q in resource.qualification or []:
             found = _code_from([q.code], systems.PRACTITIONER_TITLE)
@@ -259,21 +286,26 @@ class PractitionerRoleMapper(RegistryMapper):
 
     def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
         return [
-            prune({
-                "resourceType": "PractitionerRole",
-                "id": str(p.id),
-                "meta": meta(p),
-                "active": p.active,
-                "practitioner": {"reference": f"Practitioner/{p.id}", "display": p.name},
-                "organization": {"reference": f"Organization/{p.institution_id}"},
-                "location": [{"reference": f"Location/{p.department_id}"}]
-                if p.department_id else None,
-                "code": [{"coding": [coding(systems.PRACTITIONER_TITLE, str(p.title))]}],
-                "specialty": [
-                    {"coding": [coding(systems.DISCIPLINE, str(p.discipline))],
-                     "text": p.specialty}
-                ],
-            })
+            prune(
+                {
+                    "resourceType": "PractitionerRole",
+                    "id": str(p.id),
+                    "meta": meta(p),
+                    "active": p.active,
+                    "practitioner": {"reference": f"Practitioner/{p.id}", "display": p.name},
+                    "organization": {"reference": f"Organization/{p.institution_id}"},
+                    "location": [{"reference": f"Location/{p.department_id}"}]
+                    if p.department_id
+                    else None,
+                    "code": [{"coding": [coding(systems.PRACTITIONER_TITLE, str(p.title))]}],
+                    "specialty": [
+                        {
+                            "coding": [coding(systems.DISCIPLINE, str(p.discipline))],
+                            "text": p.specialty,
+                        }
+                    ],
+                }
+            )
             for p in rows
         ]
 
@@ -297,22 +329,29 @@ class LocationMapper(RegistryMapper):
     def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
         codes = alliance_service.institution_codes(ctx.session, [d.institution_id for d in rows])
         return [
-            prune({
-                "resourceType": "Location",
-                "id": str(d.id),
-                "meta": meta(d),
-                "identifier": [{
-                    "system": systems.DEPARTMENT_CODE_PREFIX + codes.get(d.institution_id, ""),
-                    "value": d.code,
-                }],
-                "status": "active" if d.active else "inactive",
-                "name": d.name_zh,
-                "alias": [d.name_en],
-                "mode": "instance",
-                "type": [{"coding": [coding(systems.DISCIPLINE, str(d.discipline))]}],
-                "physicalType": {"coding": [coding(systems.LOCATION_PHYSICAL_TYPE, "wa", "Ward")]},
-                "managingOrganization": {"reference": f"Organization/{d.institution_id}"},
-            })
+            prune(
+                {
+                    "resourceType": "Location",
+                    "id": str(d.id),
+                    "meta": meta(d),
+                    "identifier": [
+                        {
+                            "system": systems.DEPARTMENT_CODE_PREFIX
+                            + codes.get(d.institution_id, ""),
+                            "value": d.code,
+                        }
+                    ],
+                    "status": "active" if d.active else "inactive",
+                    "name": d.name_zh,
+                    "alias": [d.name_en],
+                    "mode": "instance",
+                    "type": [{"coding": [coding(systems.DISCIPLINE, str(d.discipline))]}],
+                    "physicalType": {
+                        "coding": [coding(systems.LOCATION_PHYSICAL_TYPE, "wa", "Ward")]
+                    },
+                    "managingOrganization": {"reference": f"Organization/{d.institution_id}"},
+                }
+            )
             for d in rows
         ]
 

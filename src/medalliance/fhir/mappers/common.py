@@ -92,16 +92,16 @@ def domain_validation(resource_type: str, exc: ValidationError) -> FhirError:
     messages = [
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
     ]
-    return FhirError(422, f"{resource_type} cannot be stored: " + "; ".join(messages),
-                     code="invariant", expression=[resource_type])
+    return FhirError(
+        422,
+        f"{resource_type} cannot be stored: " + "; ".join(messages),
+        code="invariant",
+        expression=[resource_type],
+    )
 
 
 def identifier_pairs(identifiers: Iterable[Any] | None) -> list[tuple[str, str]]:
-    return [
-        (str(i.system), str(i.value)[:255])
-        for i in identifiers or []
-        if i.system and i.value
-    ]
+    return [(str(i.system), str(i.value)[:255]) for i in identifiers or [] if i.system and i.value]
 
 
 def keep_identifiers(
@@ -133,7 +133,9 @@ def identifier_param(resource_type: str, extra: dict[str, Any] | None = None) ->
     return SearchParam("token", apply, "identifier (system|value)")
 
 
-def persons_of_records(ctx: FhirContext, record_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+def persons_of_records(
+    ctx: FhirContext, record_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
     if not record_ids:
         return {}
     rows = ctx.session.execute(
@@ -185,13 +187,19 @@ class PatientDataMapper(Mapper):
                 inst
                 for inst in facts.institution_ids
                 if policy.decide(
-                    ctx.session, ctx.actor, facts, policy.AccessAction.READ,
+                    ctx.session,
+                    ctx.actor,
+                    facts,
+                    policy.AccessAction.READ,
                     owner_institution_id=inst,
                 ).allowed
             }
             if not mine:  # audit the denial and refuse, as the JSON API does
                 policy.enforce(
-                    ctx.session, ctx.actor, facts, policy.AccessAction.READ,
+                    ctx.session,
+                    ctx.actor,
+                    facts,
+                    policy.AccessAction.READ,
                     resource_type=self.resource_type,
                 )
             allowed |= mine
@@ -206,8 +214,11 @@ class PatientDataMapper(Mapper):
             resource_type=self.resource_type,
             patient_id=persons[0] if len(set(persons)) == 1 else None,
             purpose_of_use=policy.PURPOSE_TREATMENT,
-            detail={"via": "fhir", "returned": returned,
-                    "criteria": sorted({c.name for c in req.criteria})},
+            detail={
+                "via": "fhir",
+                "returned": returned,
+                "criteria": sorted({c.name for c in req.criteria}),
+            },
         )
 
     def check_read(self, ctx: FhirContext, row: Any) -> None:

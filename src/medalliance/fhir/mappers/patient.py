@@ -67,7 +67,10 @@ class PatientMapper(Mapper):
         return {
             "identifier": self._identifier_param(),
             "name": string_param(
-                Person.name, Person.family_name, Person.given_name, Person.name_pinyin,
+                Person.name,
+                Person.family_name,
+                Person.given_name,
+                Person.name_pinyin,
                 doc="name, family, given or pinyin (starts with)",
             ),
             "family": string_param(Person.family_name),
@@ -119,15 +122,25 @@ class PatientMapper(Mapper):
 
     def audit_search(self, ctx: FhirContext, req: SearchRequest, returned: int) -> None:
         audit.record(
-            ctx.session, ctx.actor, action="search", resource_type="Patient",
-            detail={"via": "fhir", "returned": returned,
-                    "criteria": sorted({c.name for c in req.criteria})},
+            ctx.session,
+            ctx.actor,
+            action="search",
+            resource_type="Patient",
+            detail={
+                "via": "fhir",
+                "returned": returned,
+                "criteria": sorted({c.name for c in req.criteria}),
+            },
         )
 
     def check_read(self, ctx: FhirContext, row: Any) -> None:
         policy.enforce(
-            ctx.session, ctx.actor, patients_service.facts_or_404(ctx.session, row.id),
-            policy.AccessAction.READ, resource_type="Patient", resource_id=row.id,
+            ctx.session,
+            ctx.actor,
+            patients_service.facts_or_404(ctx.session, row.id),
+            policy.AccessAction.READ,
+            resource_type="Patient",
+            resource_id=row.id,
         )
 
     # --- FHIR shape ---------------------------------------------------------------------
@@ -152,7 +165,9 @@ class PatientMapper(Mapper):
             ctx.session, list({r.institution_id for rs in records.values() for r in rs})
         )
         side = store.identifiers_of(ctx.session, "Patient", ids)
-        return [self._one(p, records.get(p.id, []), idents, codes, side.get(p.id, [])) for p in rows]
+        return [
+            self._one(p, records.get(p.id, []), idents, codes, side.get(p.id, [])) for p in rows
+        ]
 
     def _one(
         self,
@@ -173,64 +188,80 @@ class PatientMapper(Mapper):
 
         if person.id_number:
             add({"use": "official", "system": systems.RESIDENT_ID, "value": person.id_number})
-        links = []
+        links: list[dict[str, Any]] = []
         for rec in records:
             code = codes.get(rec.institution_id, "")
             for ident in idents.get(rec.id, []):
                 if ident.system is IdentifierSystem.MRN:
-                    add({
-                        "use": "usual",
-                        "type": {"coding": [{"system": systems.V2_0203, "code": "MR"}]},
-                        "system": systems.mrn_system(ident.assigner or code),
-                        "value": ident.value,
-                        "assigner": {"reference": f"Organization/{rec.institution_id}",
-                                     "display": code},
-                    })
+                    add(
+                        {
+                            "use": "usual",
+                            "type": {"coding": [{"system": systems.V2_0203, "code": "MR"}]},
+                            "system": systems.mrn_system(ident.assigner or code),
+                            "value": ident.value,
+                            "assigner": {
+                                "reference": f"Organization/{rec.institution_id}",
+                                "display": code,
+                            },
+                        }
+                    )
                 elif ident.system in URI_OF:
                     add({"system": URI_OF[ident.system], "value": ident.value})
-            links.append({
-                "other": {
-                    "identifier": {"system": systems.mrn_system(code), "value": rec.mrn}
-                    if rec.mrn else None,
-                    "display": f"source record {rec.id} at {code}",
-                },
-                "type": "seealso",
-            })
+            links.append(
+                {
+                    "other": {
+                        "identifier": {"system": systems.mrn_system(code), "value": rec.mrn}
+                        if rec.mrn
+                        else None,
+                        "display": f"source record {rec.id} at {code}",
+                    },
+                    "type": "seealso",
+                }
+            )
         for item in side:
             add(item)
         newest = records[0] if records else None
-        address = prune({
-            "state": person.province,
-            "city": person.city,
-            "district": person.district,
-            "line": [newest.street] if newest and newest.street else None,
-            "postalCode": newest.postcode if newest else None,
-        })
+        address = prune(
+            {
+                "state": person.province,
+                "city": person.city,
+                "district": person.district,
+                "line": [newest.street] if newest and newest.street else None,
+                "postalCode": newest.postcode if newest else None,
+            }
+        )
         resource = {
             "resourceType": "Patient",
             "id": str(person.id),
             "meta": meta(person),
             "identifier": identifiers,
             "active": person.active,
-            "name": [prune({
-                "use": "official",
-                "text": person.name,
-                "family": person.family_name,
-                "given": [person.given_name],
-            })],
+            "name": [
+                prune(
+                    {
+                        "use": "official",
+                        "text": person.name,
+                        "family": person.family_name,
+                        "given": [person.given_name],
+                    }
+                )
+            ],
             "telecom": [{"system": "phone", "value": person.phone}] if person.phone else None,
             "gender": str(person.sex),
             "birthDate": day(person.birth_date),
             "address": [address] if address else None,
             "managingOrganization": {"reference": f"Organization/{records[-1].institution_id}"}
-            if records else None,
+            if records
+            else None,
             "link": [{**link, "other": prune(link["other"])} for link in links],
         }
         return prune(resource)
 
     # --- writes -------------------------------------------------------------------------
 
-    def _create_data(self, ctx: FhirContext, res: Any) -> tuple[PatientCreate, list[tuple[str, str]]]:
+    def _create_data(
+        self, ctx: FhirContext, res: Any
+    ) -> tuple[PatientCreate, list[tuple[str, str]]]:
         name = (res.name or [None])[0]
         if name is None:
             raise invalid("Patient.name", "Patient.name is required here")
@@ -245,8 +276,11 @@ class PatientMapper(Mapper):
             raise invalid("Patient.birthDate", "Patient.birthDate is required here")
         if res.gender is None:
             raise invalid("Patient.gender", "Patient.gender is required here")
-        institution = alliance_service.institution_by_id(ctx.session, ctx.actor.institution_id) \
-            if ctx.actor.institution_id else None
+        institution = (
+            alliance_service.institution_by_id(ctx.session, ctx.actor.institution_id)
+            if ctx.actor.institution_id
+            else None
+        )
         own_mrn = systems.mrn_system(institution.code) if institution else None
         id_number, mrn = None, None
         domain_idents: list[IdentifierIn] = []
@@ -265,7 +299,8 @@ class PatientMapper(Mapper):
             else:
                 side.append((str(ident.system), str(ident.value)[:255]))
         phones = [
-            t.value for t in res.telecom or []
+            t.value
+            for t in res.telecom or []
             if t.system == "phone" and t.value and PHONE.match(t.value)
         ][:5]
         address = (res.address or [None])[0]
@@ -285,7 +320,8 @@ class PatientMapper(Mapper):
                 district=(address.district if address else None),
                 street=", ".join(address.line) if address and address.line else None,
                 # GB/T postcodes are six digits; a foreign one stays in the street line
-                postcode=postcode if postcode and len(postcode) == 6 and postcode.isdigit()
+                postcode=postcode
+                if postcode and len(postcode) == 6 and postcode.isdigit()
                 else None,
             )
         except ValidationError as exc:
@@ -310,9 +346,14 @@ class PatientMapper(Mapper):
         data, side = self._create_data(ctx, resource)
         try:
             changes = PatientUpdate(
-                family_name=data.family_name, given_name=data.given_name, phones=data.phones,
-                province=data.province, city=data.city, district=data.district,
-                street=data.street, postcode=data.postcode,
+                family_name=data.family_name,
+                given_name=data.given_name,
+                phones=data.phones,
+                province=data.province,
+                city=data.city,
+                district=data.district,
+                street=data.street,
+                postcode=data.postcode,
             )
         except ValidationError as exc:
             raise domain_validation("Patient", exc) from exc
@@ -321,4 +362,3 @@ class PatientMapper(Mapper):
         )
         store.add_identifiers(ctx.session, "Patient", rid, side)
         return Written("Patient", rid, created=False)
-

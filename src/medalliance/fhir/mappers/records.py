@@ -22,9 +22,9 @@ from medalliance.fhir import store, systems
 from medalliance.fhir.mappers.common import (
     PatientDataMapper,
     aware,
+    coding,
     codings_in,
     concept_text,
-    coding,
     day,
     domain_validation,
     identifier_param,
@@ -71,14 +71,27 @@ FHIR_TO_CLASS_NEAREST = {
     "NONAC": "inpatient",
     "SS": "inpatient",
 }
-ENCOUNTER_STATUS = {s: s for s in ("planned", "in-progress", "finished", "cancelled",
-                                   "entered-in-error")}
-CLINICAL = {"active": "active", "recurrence": "active", "relapse": "active",
-            "inactive": "inactive", "remission": "inactive", "resolved": "resolved"}
+ENCOUNTER_STATUS = {
+    s: s for s in ("planned", "in-progress", "finished", "cancelled", "entered-in-error")
+}
+CLINICAL = {
+    "active": "active",
+    "recurrence": "active",
+    "relapse": "active",
+    "inactive": "inactive",
+    "remission": "inactive",
+    "resolved": "resolved",
+}
 
 
-def _keep_codings(ctx: FhirContext, rtype: str, rid: uuid.UUID, element: str, concepts: Any,
-                  skip: set[str] | None = None) -> None:
+def _keep_codings(
+    ctx: FhirContext,
+    rtype: str,
+    rid: uuid.UUID,
+    element: str,
+    concepts: Any,
+    skip: set[str] | None = None,
+) -> None:
     items = [c for concept in (concepts or []) for c in codings_in(concept)]
     store.add_codings(
         ctx.session, rtype, rid, element, [c for c in items if c[0] not in (skip or set())]
@@ -120,8 +133,12 @@ class EncounterMapper(PatientDataMapper):
         "Encounter:participant": Include("Practitioner", "practitioner_id"),
         "Encounter:location": Include("Location", "department_id"),
     }
-    revincludes = ("Encounter:patient", "Encounter:subject", "Encounter:service-provider",
-                   "Encounter:participant")
+    revincludes = (
+        "Encounter:patient",
+        "Encounter:subject",
+        "Encounter:service-provider",
+        "Encounter:participant",
+    )
 
     def search_params(self) -> dict[str, SearchParam]:
         return {
@@ -149,33 +166,44 @@ class EncounterMapper(PatientDataMapper):
             code, display = CLASS_TO_FHIR[str(e.encounter_class)]
             types = codings.get((e.id, "type"))
             kept_class = codings.get((e.id, "class"))
-            out.append(prune({
-                "resourceType": "Encounter",
-                "id": str(e.id),
-                "meta": meta(e),
-                "identifier": side.get(e.id),
-                "status": str(e.status),
-                "class": kept_class[0] if kept_class else coding(systems.ACT_CODE, code, display),
-                "type": [{"coding": types}] if types else None,
-                "subject": patient_ref(persons[e.patient_record_id]),
-                "participant": [{"individual": {"reference": f"Practitioner/{e.practitioner_id}"}}]
-                if e.practitioner_id else None,
-                "period": prune({"start": instant(e.start), "end": instant(e.end)}),
-                "reasonCode": [{"text": e.reason}] if e.reason else None,
-                "location": [{"location": {"reference": f"Location/{e.department_id}"}}]
-                if e.department_id else None,
-                "serviceProvider": {"reference": f"Organization/{e.institution_id}"},
-            }))
+            out.append(
+                prune(
+                    {
+                        "resourceType": "Encounter",
+                        "id": str(e.id),
+                        "meta": meta(e),
+                        "identifier": side.get(e.id),
+                        "status": str(e.status),
+                        "class": kept_class[0]
+                        if kept_class
+                        else coding(systems.ACT_CODE, code, display),
+                        "type": [{"coding": types}] if types else None,
+                        "subject": patient_ref(persons[e.patient_record_id]),
+                        "participant": [
+                            {"individual": {"reference": f"Practitioner/{e.practitioner_id}"}}
+                        ]
+                        if e.practitioner_id
+                        else None,
+                        "period": prune({"start": instant(e.start), "end": instant(e.end)}),
+                        "reasonCode": [{"text": e.reason}] if e.reason else None,
+                        "location": [{"location": {"reference": f"Location/{e.department_id}"}}]
+                        if e.department_id
+                        else None,
+                        "serviceProvider": {"reference": f"Organization/{e.institution_id}"},
+                    }
+                )
+            )
         return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
         klass = resource.class_fhir
-        encounter_class = (
-            FHIR_TO_CLASS_NEAREST.get(str(klass.code)) if klass is not None else None
-        )
+        encounter_class = FHIR_TO_CLASS_NEAREST.get(str(klass.code)) if klass is not None else None
         if encounter_class is None:
-            raise invalid("Encounter.class", f"Encounter.class must be one of "
-                          f"{', '.join(FHIR_TO_CLASS_NEAREST)} ({systems.ACT_CODE})")
+            raise invalid(
+                "Encounter.class",
+                f"Encounter.class must be one of "
+                f"{', '.join(FHIR_TO_CLASS_NEAREST)} ({systems.ACT_CODE})",
+            )
         start = aware(resource.period.start) if resource.period else None
         if start is None:
             raise invalid("Encounter.period.start", "Encounter.period.start is required here")
@@ -193,8 +221,7 @@ class EncounterMapper(PatientDataMapper):
         # The encounter is written at the actor's member (the domain's rule); a different
         # serviceProvider must at least exist.
         ctx.resolve_optional(resource.serviceProvider, "Encounter.serviceProvider", "Organization")
-        reason = next((concept_text(c) for c in resource.reasonCode or [] if concept_text(c)),
-                      None)
+        reason = next((concept_text(c) for c in resource.reasonCode or [] if concept_text(c)), None)
         try:
             data = record_schemas.EncounterCreate(
                 encounter_class=encounter_class,
@@ -213,14 +240,18 @@ class EncounterMapper(PatientDataMapper):
         keep_identifiers(ctx, "Encounter", encounter.id, resource, set())
         _keep_codings(ctx, "Encounter", encounter.id, "type", resource.type)
         if klass.code not in FHIR_TO_CLASS:
-            store.add_codings(ctx.session, "Encounter", encounter.id, "class",
-                              [(klass.system, klass.code, klass.display)])
+            store.add_codings(
+                ctx.session,
+                "Encounter",
+                encounter.id,
+                "class",
+                [(klass.system, klass.code, klass.display)],
+            )
         return Written("Encounter", encounter.id)
 
     def update(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> Written:
         """What an encounter may change: status, end, reason."""
-        reason = next((concept_text(c) for c in resource.reasonCode or [] if concept_text(c)),
-                      None)
+        reason = next((concept_text(c) for c in resource.reasonCode or [] if concept_text(c)), None)
         try:
             data = record_schemas.EncounterUpdate(
                 status=status_of(ENCOUNTER_STATUS, resource.status, "Encounter.status"),
@@ -230,10 +261,10 @@ class EncounterMapper(PatientDataMapper):
         except ValidationError as exc:
             raise domain_validation("Encounter", exc) from exc
         records_service.update_encounter(
-            session=ctx.session, actor=ctx.actor, encounter_id=rid,
-            data=record_schemas.EncounterUpdate(
-                **data.model_dump(exclude_none=True)
-            ),
+            session=ctx.session,
+            actor=ctx.actor,
+            encounter_id=rid,
+            data=record_schemas.EncounterUpdate(**data.model_dump(exclude_none=True)),
         )
         return Written("Encounter", rid, created=False)
 
@@ -249,7 +280,7 @@ def _kept_class_ids() -> Any:
 
 
 def _class_param() -> SearchParam:
-    from medalliance.fhir.search import false
+    from sqlalchemy import false
 
     def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
         from sqlalchemy import and_, or_
@@ -258,13 +289,16 @@ def _class_param() -> SearchParam:
         for value in c.values:
             code = token(value)[1]
             if code in FHIR_TO_CLASS:  # the domain class, unless another class was kept
-                conditions.append(and_(
-                    Encounter.encounter_class == FHIR_TO_CLASS[code],
-                    Encounter.id.not_in(_kept_class_ids()),
-                ))
+                conditions.append(
+                    and_(
+                        Encounter.encounter_class == FHIR_TO_CLASS[code],
+                        Encounter.id.not_in(_kept_class_ids()),
+                    )
+                )
             else:
-                conditions.append(Encounter.id.in_(store.ids_with_coding(
-                    "Encounter", "class", None, code)))
+                conditions.append(
+                    Encounter.id.in_(store.ids_with_coding("Encounter", "class", None, code))
+                )
         return query.where(or_(*conditions) if conditions else false())
 
     return SearchParam("token", apply, "AMB | IMP | EMER | VR")
@@ -287,11 +321,15 @@ class ConditionMapper(PatientDataMapper):
         return {
             **super().search_params(),
             "identifier": identifier_param("Condition"),
-            "code": _code_search("Condition", "code", {
-                systems.ICD10: [Diagnosis.western_code],
-                systems.ICD11_MMS: [Diagnosis.tcm_disease_code, Diagnosis.tcm_pattern_code],
-                systems.GBT15657: [Diagnosis.tcm_disease_code, Diagnosis.tcm_pattern_code],
-            }),
+            "code": _code_search(
+                "Condition",
+                "code",
+                {
+                    systems.ICD10: [Diagnosis.western_code],
+                    systems.ICD11_MMS: [Diagnosis.tcm_disease_code, Diagnosis.tcm_pattern_code],
+                    systems.GBT15657: [Diagnosis.tcm_disease_code, Diagnosis.tcm_pattern_code],
+                },
+            ),
             "clinical-status": token_param(Diagnosis.status, doc="active | inactive | resolved"),
             "encounter": reference_param(Diagnosis.encounter_id, "Encounter"),
             "recorded-date": date_param(Diagnosis.recorded_at),
@@ -309,34 +347,61 @@ class ConditionMapper(PatientDataMapper):
         for d in rows:
             codings = [
                 coding(systems.ICD10, d.western_code, d.western_text) if d.western_code else None,
-                coding(systems.TCM_SYSTEM_URI.get(d.tcm_disease_system or ""),
-                       d.tcm_disease_code, d.tcm_disease_text) if d.tcm_disease_code else None,
-                coding(systems.TCM_SYSTEM_URI.get(d.tcm_pattern_system or ""),
-                       d.tcm_pattern_code, d.tcm_pattern_text) if d.tcm_pattern_code else None,
+                coding(
+                    systems.TCM_SYSTEM_URI.get(d.tcm_disease_system or ""),
+                    d.tcm_disease_code,
+                    d.tcm_disease_text,
+                )
+                if d.tcm_disease_code
+                else None,
+                coding(
+                    systems.TCM_SYSTEM_URI.get(d.tcm_pattern_system or ""),
+                    d.tcm_pattern_code,
+                    d.tcm_pattern_text,
+                )
+                if d.tcm_pattern_code
+                else None,
                 *extra.get((d.id, "code"), []),
             ]
             texts = [t for t in (d.western_text, d.tcm_disease_text, d.tcm_pattern_text) if t]
             error = str(d.status) == "entered-in-error"
-            out.append(prune({
-                "resourceType": "Condition",
-                "id": str(d.id),
-                "meta": meta(d),
-                "identifier": side.get(d.id),
-                "clinicalStatus": None if error else {
-                    "coding": [coding(systems.CONDITION_CLINICAL, str(d.status))]
-                },
-                "verificationStatus": {"coding": [coding(
-                    systems.CONDITION_VER_STATUS, "entered-in-error" if error else "confirmed"
-                )]},
-                "category": [{"coding": [coding(
-                    "http://terminology.hl7.org/CodeSystem/condition-category",
-                    "encounter-diagnosis",
-                )]}],
-                "code": prune({"coding": [c for c in codings if c], "text": " / ".join(texts)}),
-                "subject": patient_ref(persons[d.patient_record_id]),
-                "encounter": {"reference": f"Encounter/{d.encounter_id}"},
-                "recordedDate": instant(d.recorded_at),
-            }))
+            out.append(
+                prune(
+                    {
+                        "resourceType": "Condition",
+                        "id": str(d.id),
+                        "meta": meta(d),
+                        "identifier": side.get(d.id),
+                        "clinicalStatus": None
+                        if error
+                        else {"coding": [coding(systems.CONDITION_CLINICAL, str(d.status))]},
+                        "verificationStatus": {
+                            "coding": [
+                                coding(
+                                    systems.CONDITION_VER_STATUS,
+                                    "entered-in-error" if error else "confirmed",
+                                )
+                            ]
+                        },
+                        "category": [
+                            {
+                                "coding": [
+                                    coding(
+                                        "http://terminology.hl7.org/CodeSystem/condition-category",
+                                        "encounter-diagnosis",
+                                    )
+                                ]
+                            }
+                        ],
+                        "code": prune(
+                            {"coding": [c for c in codings if c], "text": " / ".join(texts)}
+                        ),
+                        "subject": patient_ref(persons[d.patient_record_id]),
+                        "encounter": {"reference": f"Encounter/{d.encounter_id}"},
+                        "recordedDate": instant(d.recorded_at),
+                    }
+                )
+            )
         return out
 
     def _diagnosis(self, resource: Any) -> tuple[dict[str, Any], list[Any]]:
@@ -352,8 +417,13 @@ class ConditionMapper(PatientDataMapper):
                 if kind is None or f"tcm_{kind}_code" in fields:
                     extra.append((system, c.code, c.display))
                     continue
-                fields.update({f"tcm_{kind}_system": name, f"tcm_{kind}_code": code,
-                               f"tcm_{kind}_text": c.display})
+                fields.update(
+                    {
+                        f"tcm_{kind}_system": name,
+                        f"tcm_{kind}_code": code,
+                        f"tcm_{kind}_text": c.display,
+                    }
+                )
             else:
                 extra.append((system, c.code, c.display))
         if not any(k in fields for k in ("western_code", "tcm_disease_code", "tcm_pattern_code")):
@@ -366,15 +436,24 @@ class ConditionMapper(PatientDataMapper):
     def create(self, ctx: FhirContext, resource: Any) -> Written:
         person = self.subject_of(ctx, resource, "subject")
         if resource.encounter is None:
-            raise invalid("Condition.encounter",
-                          "Condition.encounter is required here: a diagnosis belongs to an encounter")
+            raise invalid(
+                "Condition.encounter",
+                "Condition.encounter is required here: a diagnosis belongs to an encounter",
+            )
         _, encounter_id = ctx.resolve(resource.encounter, "Condition.encounter", "Encounter")
         fields, extra = self._diagnosis(resource)
         status = "active"
         if resource.clinicalStatus is not None:
-            status = status_of(CLINICAL, resource.clinicalStatus.coding[0].code
-                               if resource.clinicalStatus.coding else None,
-                               "Condition.clinicalStatus") or "active"
+            status = (
+                status_of(
+                    CLINICAL,
+                    resource.clinicalStatus.coding[0].code
+                    if resource.clinicalStatus.coding
+                    else None,
+                    "Condition.clinicalStatus",
+                )
+                or "active"
+            )
         if _verification(resource) == "entered-in-error":
             status = "entered-in-error"
         try:
@@ -384,7 +463,8 @@ class ConditionMapper(PatientDataMapper):
         encounter = ctx.session.get(Encounter, encounter_id)
         assert encounter is not None
         owner = persons_of_records(ctx, [encounter.patient_record_id]).get(
-            encounter.patient_record_id)
+            encounter.patient_record_id
+        )
         if owner != person:
             raise invalid("Condition.encounter", "the encounter belongs to another patient")
         diagnosis = records_service.add_diagnosis(
@@ -396,9 +476,13 @@ class ConditionMapper(PatientDataMapper):
 
     def update(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> Written:
         """The domain lets a diagnosis change status only."""
-        status = status_of(CLINICAL, resource.clinicalStatus.coding[0].code
-                           if resource.clinicalStatus and resource.clinicalStatus.coding else None,
-                           "Condition.clinicalStatus")
+        status = status_of(
+            CLINICAL,
+            resource.clinicalStatus.coding[0].code
+            if resource.clinicalStatus and resource.clinicalStatus.coding
+            else None,
+            "Condition.clinicalStatus",
+        )
         if _verification(resource) == "entered-in-error":
             status = "entered-in-error"
         if status is None:
@@ -460,33 +544,51 @@ class AllergyIntoleranceMapper(PatientDataMapper):
         out = []
         for a in rows:
             herb = str(a.category) == "herb"
-            out.append(prune({
-                "resourceType": "AllergyIntolerance",
-                "id": str(a.id),
-                "meta": meta(a),
-                "identifier": side.get(a.id),
-                "clinicalStatus": None if str(a.status) == "entered-in-error" else {
-                    "coding": [coding(systems.ALLERGY_CLINICAL, str(a.status))]
-                },
-                "verificationStatus": {"coding": [coding(
-                    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
-                    "entered-in-error" if str(a.status) == "entered-in-error" else "confirmed",
-                )]},
-                # a Chinese materia medica substance is a medication to FHIR; our own code
-                # system keeps the finer category
-                "category": ["medication" if herb else str(a.category)],
-                "code": prune({
-                    "coding": extra.get((a.id, "code")) or (
-                        [coding(systems.ALLERGY_HERB, "herb")] if herb else None),
-                    "text": a.substance,
-                }),
-                "patient": patient_ref(persons[a.patient_record_id]),
-                "recordedDate": instant(a.recorded_at),
-                "reaction": [prune({
-                    "manifestation": [{"text": a.reaction or "unspecified"}],
-                    "severity": str(a.severity) if a.severity else None,
-                })] if a.reaction or a.severity else None,
-            }))
+            out.append(
+                prune(
+                    {
+                        "resourceType": "AllergyIntolerance",
+                        "id": str(a.id),
+                        "meta": meta(a),
+                        "identifier": side.get(a.id),
+                        "clinicalStatus": None
+                        if str(a.status) == "entered-in-error"
+                        else {"coding": [coding(systems.ALLERGY_CLINICAL, str(a.status))]},
+                        "verificationStatus": {
+                            "coding": [
+                                coding(
+                                    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                                    "entered-in-error"
+                                    if str(a.status) == "entered-in-error"
+                                    else "confirmed",
+                                )
+                            ]
+                        },
+                        # a Chinese materia medica substance is a medication to FHIR; our own code
+                        # system keeps the finer category
+                        "category": ["medication" if herb else str(a.category)],
+                        "code": prune(
+                            {
+                                "coding": extra.get((a.id, "code"))
+                                or ([coding(systems.ALLERGY_HERB, "herb")] if herb else None),
+                                "text": a.substance,
+                            }
+                        ),
+                        "patient": patient_ref(persons[a.patient_record_id]),
+                        "recordedDate": instant(a.recorded_at),
+                        "reaction": [
+                            prune(
+                                {
+                                    "manifestation": [{"text": a.reaction or "unspecified"}],
+                                    "severity": str(a.severity) if a.severity else None,
+                                }
+                            )
+                        ]
+                        if a.reaction or a.severity
+                        else None,
+                    }
+                )
+            )
         return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
@@ -496,19 +598,29 @@ class AllergyIntoleranceMapper(PatientDataMapper):
             raise invalid("AllergyIntolerance.code", "AllergyIntolerance.code is required here")
         codes = codings_in(resource.code)
         herb = any(c[0] == systems.ALLERGY_HERB and c[1] == "herb" for c in codes)
-        category = "herb" if herb else status_of(
-            ALLERGY_CATEGORY, (resource.category or ["medication"])[0],
-            "AllergyIntolerance.category")
+        category = (
+            "herb"
+            if herb
+            else status_of(
+                ALLERGY_CATEGORY,
+                (resource.category or ["medication"])[0],
+                "AllergyIntolerance.category",
+            )
+        )
         reaction = (resource.reaction or [None])[0]
         try:
             data = record_schemas.AllergyCreate(
                 substance=substance[:200],
                 substance_code=next((c[1] for c in codes if c[1] and len(c[1]) <= 64), None),
                 category=category,
-                reaction=(concept_text((reaction.manifestation or [None])[0]) if reaction
-                          else None),
-                severity=status_of(SEVERITY, reaction.severity, "AllergyIntolerance.reaction"
-                                   "[0].severity") if reaction else None,
+                reaction=(
+                    concept_text((reaction.manifestation or [None])[0]) if reaction else None
+                ),
+                severity=status_of(
+                    SEVERITY, reaction.severity, "AllergyIntolerance.reaction[0].severity"
+                )
+                if reaction
+                else None,
             )
         except ValidationError as exc:
             raise domain_validation("AllergyIntolerance", exc) from exc
@@ -516,8 +628,13 @@ class AllergyIntoleranceMapper(PatientDataMapper):
             session=ctx.session, actor=ctx.actor, person_id=person, data=data
         )
         keep_identifiers(ctx, "AllergyIntolerance", allergy.id, resource, set())
-        store.add_codings(ctx.session, "AllergyIntolerance", allergy.id, "code",
-                          [c for c in codes if c[0] != systems.ALLERGY_HERB])
+        store.add_codings(
+            ctx.session,
+            "AllergyIntolerance",
+            allergy.id,
+            "code",
+            [c for c in codes if c[0] != systems.ALLERGY_HERB],
+        )
         return Written("AllergyIntolerance", allergy.id)
 
 
@@ -532,8 +649,12 @@ def _contained_medication(resource: Any) -> Any:
     return None
 
 
-MED_STATUS = {"active": "active", "completed": "completed", "stopped": "stopped",
-              "entered-in-error": "entered-in-error"}
+MED_STATUS = {
+    "active": "active",
+    "completed": "completed",
+    "stopped": "stopped",
+    "entered-in-error": "entered-in-error",
+}
 
 
 class MedicationStatementMapper(PatientDataMapper):
@@ -550,8 +671,9 @@ class MedicationStatementMapper(PatientDataMapper):
         return {
             **super().search_params(),
             "identifier": identifier_param("MedicationStatement"),
-            "code": _code_search("MedicationStatement", "medication",
-                                 {None: [MedicationStatement.drug_code]}),
+            "code": _code_search(
+                "MedicationStatement", "medication", {None: [MedicationStatement.drug_code]}
+            ),
             "status": token_param(MedicationStatement.status),
             "effective": date_param(MedicationStatement.start_date, date_only=True),
         }
@@ -562,26 +684,36 @@ class MedicationStatementMapper(PatientDataMapper):
         side = store.identifiers_of(ctx.session, "MedicationStatement", ids)
         extra = store.codings_of(ctx.session, "MedicationStatement", ids)
         return [
-            prune({
-                "resourceType": "MedicationStatement",
-                "id": str(m.id),
-                "meta": meta(m),
-                "identifier": side.get(m.id),
-                "status": str(m.status),
-                "medicationCodeableConcept": prune({
-                    "coding": extra.get((m.id, "medication")) or (
-                        [{"code": m.drug_code}] if m.drug_code else None),
-                    "text": m.drug,
-                }),
-                "subject": patient_ref(persons[m.patient_record_id]),
-                "effectivePeriod": prune({"start": day(m.start_date), "end": day(m.end_date)})
-                or None,
-                "dateAsserted": instant(m.recorded_at),
-                "dosage": [prune({
-                    "text": " ".join(x for x in (m.dose, m.frequency) if x) or None,
-                    "route": {"text": m.route} if m.route else None,
-                })] if m.dose or m.route or m.frequency else None,
-            })
+            prune(
+                {
+                    "resourceType": "MedicationStatement",
+                    "id": str(m.id),
+                    "meta": meta(m),
+                    "identifier": side.get(m.id),
+                    "status": str(m.status),
+                    "medicationCodeableConcept": prune(
+                        {
+                            "coding": extra.get((m.id, "medication"))
+                            or ([{"code": m.drug_code}] if m.drug_code else None),
+                            "text": m.drug,
+                        }
+                    ),
+                    "subject": patient_ref(persons[m.patient_record_id]),
+                    "effectivePeriod": prune({"start": day(m.start_date), "end": day(m.end_date)})
+                    or None,
+                    "dateAsserted": instant(m.recorded_at),
+                    "dosage": [
+                        prune(
+                            {
+                                "text": " ".join(x for x in (m.dose, m.frequency) if x) or None,
+                                "route": {"text": m.route} if m.route else None,
+                            }
+                        )
+                    ]
+                    if m.dose or m.route or m.frequency
+                    else None,
+                }
+            )
             for m in rows
         ]
 
@@ -590,8 +722,10 @@ class MedicationStatementMapper(PatientDataMapper):
         concept = resource.medicationCodeableConcept or _contained_medication(resource)
         drug = concept_text(concept)
         if drug is None:
-            raise invalid("MedicationStatement.medicationCodeableConcept",
-                          "a coded or named medication is required here")
+            raise invalid(
+                "MedicationStatement.medicationCodeableConcept",
+                "a coded or named medication is required here",
+            )
         codes = codings_in(concept)
         period = resource.effectivePeriod
         start = aware(period.start if period else resource.effectiveDateTime)
@@ -602,8 +736,9 @@ class MedicationStatementMapper(PatientDataMapper):
                 drug=drug[:200],
                 drug_code=next((c[1] for c in codes if c[1] and len(c[1]) <= 64), None),
                 dose=dosage.text[:100] if dosage and dosage.text else None,
-                route=concept_text(dosage.route)[:50] if dosage and dosage.route
-                and concept_text(dosage.route) else None,
+                route=(concept_text(dosage.route) or "")[:50] or None
+                if dosage and dosage.route
+                else None,
                 start_date=start.date() if start else None,
                 end_date=end.date() if end else None,
                 status=status_of(MED_STATUS, resource.status, "MedicationStatement.status"),
@@ -647,21 +782,25 @@ class ProcedureMapper(PatientDataMapper):
         side = store.identifiers_of(ctx.session, "Procedure", ids)
         extra = store.codings_of(ctx.session, "Procedure", ids)
         return [
-            prune({
-                "resourceType": "Procedure",
-                "id": str(p.id),
-                "meta": meta(p),
-                "identifier": side.get(p.id),
-                "status": "completed",
-                "code": prune({
-                    "coding": extra.get((p.id, "code")) or (
-                        [coding(p.code_system, p.code)] if p.code else None),
-                    "text": p.text,
-                }),
-                "subject": patient_ref(persons[p.patient_record_id]),
-                "encounter": {"reference": f"Encounter/{p.encounter_id}"},
-                "performedDateTime": instant(p.performed_at),
-            })
+            prune(
+                {
+                    "resourceType": "Procedure",
+                    "id": str(p.id),
+                    "meta": meta(p),
+                    "identifier": side.get(p.id),
+                    "status": "completed",
+                    "code": prune(
+                        {
+                            "coding": extra.get((p.id, "code"))
+                            or ([coding(p.code_system, p.code)] if p.code else None),
+                            "text": p.text,
+                        }
+                    ),
+                    "subject": patient_ref(persons[p.patient_record_id]),
+                    "encounter": {"reference": f"Encounter/{p.encounter_id}"},
+                    "performedDateTime": instant(p.performed_at),
+                }
+            )
             for p in rows
         ]
 
@@ -692,8 +831,10 @@ class ProcedureMapper(PatientDataMapper):
             raise domain_validation("Procedure", exc) from exc
         encounter = ctx.session.get(Encounter, encounter_id)
         assert encounter is not None
-        if persons_of_records(ctx, [encounter.patient_record_id]).get(
-            encounter.patient_record_id) != person:
+        if (
+            persons_of_records(ctx, [encounter.patient_record_id]).get(encounter.patient_record_id)
+            != person
+        ):
             raise invalid("Procedure.encounter", "the encounter belongs to another patient")
         procedure = records_service.add_procedure(
             session=ctx.session, actor=ctx.actor, encounter_id=encounter_id, data=data
