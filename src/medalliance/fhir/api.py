@@ -3,6 +3,7 @@ OperationOutcome; authentication and the unit of work are the JSON API's."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -36,6 +37,10 @@ def _ctx(request: Request, session: Session, actor: Actor) -> FhirContext:
     return FhirContext(session=session, actor=actor, registry=REGISTRY, base_url=_base(request))
 
 
+def _minimal(request: Request) -> bool:
+    return "return=minimal" in request.headers.get("prefer", "")
+
+
 def fhir_json(body: dict[str, Any], status: int = 200, location: str | None = None) -> JSONResponse:
     headers = {"Location": location} if location else None
     return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
@@ -56,7 +61,9 @@ def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) 
     async def batch(request: Request, session: DbSession, actor: Authenticated) -> JSONResponse:
         data = parsing.load_json(await request.body())
         ctx = _ctx(request, session, actor)
-        result = await run_in_threadpool(bundle.process, ctx, data)
+        result = await run_in_threadpool(
+            partial(bundle.process, ctx, data, minimal=_minimal(request))
+        )
         return fhir_json(result)
 
     @app.get("/Patient/{rid}/$everything")
@@ -95,9 +102,17 @@ def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) 
         resource = parsing.resource(parsing.load_json(await request.body()), rtype)
         ctx = _ctx(request, session, actor)
         result = await run_in_threadpool(
-            handler.create, ctx, resource, if_none_exist=request.headers.get("if-none-exist")
+            partial(
+                handler.create,
+                ctx,
+                resource,
+                if_none_exist=request.headers.get("if-none-exist"),
+                minimal=_minimal(request),
+            )
         )
-        return fhir_json(result.resource or {}, result.status, result.location)
+        if result.resource is None:
+            return JSONResponse(None, result.status, headers={"Location": result.location or ""})
+        return fhir_json(result.resource, result.status, result.location)
 
     @app.put("/{rtype}/{rid}")
     async def update(

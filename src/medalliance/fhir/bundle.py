@@ -49,6 +49,7 @@ def process(
     data: Any,
     *,
     skip_unmodelled: Skipped | None = None,
+    minimal: bool = False,
 ) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         raise FhirError(400, "POST to the base takes a Bundle", expression=["resourceType"])
@@ -66,7 +67,7 @@ def process(
     if kind == "transaction":
         for item in _ordered(prepared):
             try:
-                responses[item.index] = _run(ctx, item)
+                responses[item.index] = _run(ctx, item, minimal)
             except DomainError as exc:
                 raise _at(from_domain(exc, _rtype(item)), item) from exc
             except FhirError as exc:
@@ -74,7 +75,7 @@ def process(
         kind_out = "transaction-response"
     else:
         for item in prepared:
-            responses[item.index] = _run_isolated(ctx, item)
+            responses[item.index] = _run_isolated(ctx, item, minimal)
         kind_out = "batch-response"
     return {
         "resourceType": "Bundle",
@@ -205,7 +206,7 @@ def _ordered(items: list[Prepared]) -> list[Prepared]:
     return order + [i for i in items if i.method == "GET"]
 
 
-def _run(ctx: FhirContext, item: Prepared) -> dict[str, Any]:
+def _run(ctx: FhirContext, item: Prepared, minimal: bool = False) -> dict[str, Any]:
     if item.method == "GET":
         path, _, query = item.url.partition("?")
         parts = [p for p in path.split("/") if p]
@@ -218,20 +219,23 @@ def _run(ctx: FhirContext, item: Prepared) -> dict[str, Any]:
         raise FhirError(400, f"cannot GET {item.url!r} in a bundle")
     assert item.resource is not None
     if item.method == "POST":
-        result = handler.create(ctx, item.resource, if_none_exist=item.if_none_exist)
+        result = handler.create(
+            ctx, item.resource, if_none_exist=item.if_none_exist, minimal=minimal
+        )
     else:
         parts = [p for p in item.url.split("?")[0].split("/") if p]
         if len(parts) != 2:
             raise FhirError(400, "PUT needs request.url Type/id", expression=["request.url"])
         result = handler.update(ctx, parts[1], item.resource)
-    if item.full_url and result.resource is not None:
-        ctx.refs[item.full_url] = (result.resource["resourceType"], _uuid(result.resource["id"]))
+    if item.full_url and result.location is not None:
+        rtype, _, rid = result.location.rpartition("/")
+        ctx.refs[item.full_url] = (rtype.rpartition("/")[2], _uuid(rid))
     status = {200: "200 OK", 201: "201 Created"}[result.status]
-    return {
-        "fullUrl": result.location,
-        "resource": result.resource,
-        "response": {"status": status, "location": result.location},
-    }
+    answer: dict[str, Any] = {"fullUrl": result.location}
+    if result.resource is not None:
+        answer["resource"] = result.resource
+    answer["response"] = {"status": status, "location": result.location}
+    return answer
 
 
 def _uuid(value: str) -> Any:
@@ -240,14 +244,14 @@ def _uuid(value: str) -> Any:
     return uuid.UUID(value)
 
 
-def _run_isolated(ctx: FhirContext, item: Prepared) -> dict[str, Any]:
+def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> dict[str, Any]:
     """One batch entry in a savepoint: a failure undoes only this entry, and its audit
     events (except denials, which must survive) are dropped with it."""
     pending = ctx.session.info.setdefault(audit.PENDING_KEY, [])
     mark = len(pending)
     savepoint = ctx.session.begin_nested()
     try:
-        response = _run(ctx, item)
+        response = _run(ctx, item, minimal)
         savepoint.commit()
         return response
     except (DomainError, FhirError) as exc:

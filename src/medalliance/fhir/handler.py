@@ -16,6 +16,7 @@ from medalliance.fhir import search as search_mod
 from medalliance.fhir import store, systems
 from medalliance.fhir.context import FhirContext
 from medalliance.fhir.mappers.common import persons_of_records
+from medalliance.fhir.models import FhirIdentifier
 from medalliance.fhir.outcome import FhirError
 from medalliance.fhir.registry import CREATE, READ, SEARCH, UPDATE, Mapper, Written
 from medalliance.fhir.search import Criterion, SearchRequest
@@ -129,7 +130,13 @@ def _includes(
     return out
 
 
-def create(ctx: FhirContext, resource: BaseModel, *, if_none_exist: str | None = None) -> Outcome:
+def create(
+    ctx: FhirContext,
+    resource: BaseModel,
+    *,
+    if_none_exist: str | None = None,
+    minimal: bool = False,
+) -> Outcome:
     rtype = str(resource.get_resource_type())  # type: ignore[attr-defined]
     mapper = ctx.registry.get(rtype)
     _need(mapper, CREATE)
@@ -146,7 +153,10 @@ def create(ctx: FhirContext, resource: BaseModel, *, if_none_exist: str | None =
             existing = mapper.to_fhir(ctx, rows)[0]
             return Outcome(200, existing, ctx.url(rtype, existing["id"]))
     written = write_new(ctx, mapper, resource)
-    return _written(ctx, mapper, written, 201 if written.created else 200)
+    status = 201 if written.created else 200
+    if minimal:  # Prefer: return=minimal
+        return Outcome(status, None, ctx.url(mapper.resource_type, written.id))
+    return _written(ctx, mapper, written, status)
 
 
 def write_new(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written:
@@ -158,10 +168,14 @@ def write_new(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written:
             return Written(mapper.resource_type, known, created=False)
     written = mapper.create(ctx, resource)
     if ctx.keep_source_ids and sender_id:
-        store.add_identifiers(
-            ctx.session, mapper.resource_type, written.id, [(systems.SOURCE_ID, str(sender_id))]
+        ctx.session.add(
+            FhirIdentifier(  # a new resource: the sender's id was checked just above
+                resource_type=mapper.resource_type,
+                resource_id=written.id,
+                system=systems.SOURCE_ID,
+                value=str(sender_id),
+            )
         )
-    ctx.session.flush()
     return written
 
 

@@ -201,7 +201,7 @@ class Importer:
         try:
             with unit_of_work(self.factory) as session:
                 ctx = self._ctx(session)
-                result = bundle.process(ctx, data, skip_unmodelled=skipped)
+                result = bundle.process(ctx, data, skip_unmodelled=skipped, minimal=True)
             for ref in ctx.left_out:
                 match = REFERENCE.match(ref.split("?")[0] + "/x" if "?" in ref else ref)
                 self.summary.left_out[match.group(1) if match else "other"] += 1

@@ -30,8 +30,20 @@ def add_identifiers(
     pairs: Iterable[tuple[str, str]],
 ) -> None:
     """Keep identifiers; one identifier names one resource of a type (409 otherwise)."""
-    for system, value in dict.fromkeys(pairs):
-        owner = find(session, resource_type, system, value)
+    wanted = list(dict.fromkeys(pairs))
+    if not wanted:
+        return
+    owners = {
+        (row[0], row[1]): row[2]
+        for row in session.execute(
+            select(FhirIdentifier.system, FhirIdentifier.value, FhirIdentifier.resource_id).where(
+                FhirIdentifier.resource_type == resource_type,
+                FhirIdentifier.value.in_([v for _, v in wanted]),
+            )
+        )
+    }
+    for system, value in wanted:
+        owner = owners.get((system, value))
         if owner == resource_id:
             continue
         if owner is not None:
