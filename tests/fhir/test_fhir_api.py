@@ -339,3 +339,41 @@ def test_organization_and_practitioner(fhir: TestClient, member: Any) -> None:
         f"/fhir/PractitionerRole?organization=Organization/{member.inst.id}", headers=member.h
     ).json()
     assert role["total"] == 0
+
+
+def test_consent_and_audit_event_are_readable(
+    fhir: TestClient, member: Any, session: Session, make_actor: Any, auth_headers: Any
+) -> None:
+    from medalliance.kernel.roles import Role
+
+    patient = _create(fhir, member.h, patient_resource())
+    pid = patient["id"]
+    r = fhir.post(
+        f"/api/patients/{pid}/consent",
+        json={"status": "granted", "excluded_institution_codes": [member.other.code]},
+        headers=member.h,
+    )
+    assert r.status_code in (200, 201), r.text
+    consents = fhir.get(f"/fhir/Consent?patient=Patient/{pid}", headers=member.h).json()
+    assert consents["total"] == 1
+    consent = consents["entry"][0]["resource"]
+    _valid(consent)
+    assert consent["status"] == "active" and consent["provision"]["type"] == "permit"
+    denied = consent["provision"]["provision"][0]["actor"][0]["reference"]["reference"]
+    assert denied == f"Organization/{member.other.id}"
+    assert fhir.get("/fhir/Consent", headers=member.h).status_code == 400
+    assert (
+        fhir.get(f"/fhir/Consent?patient=Patient/{pid}", headers=member.h_other).status_code == 403
+    )
+
+    auditor = auth_headers(make_actor(Role.AUDITOR, institution=member.inst))
+    assert fhir.get("/fhir/AuditEvent", headers=member.h).status_code == 403
+    trail = fhir.get(f"/fhir/AuditEvent?patient=Patient/{pid}&_count=100", headers=auditor)
+    assert trail.status_code == 200, trail.text
+    events = [e["resource"] for e in trail.json()["entry"]]
+    for event in events:
+        _valid(event)
+    assert {e["action"] for e in events} >= {"C"}
+    one = fhir.get(f"/fhir/AuditEvent/{events[0]['id']}", headers=auditor)
+    assert one.status_code == 200 and one.json()["id"] == events[0]["id"]
+    assert fhir.post("/fhir/AuditEvent", json=events[0], headers=auditor).status_code == 405

@@ -104,7 +104,7 @@ def _includes(
         inc = mapper.includes.get(spec)
         if inc is None:
             raise FhirError(400, f"_include={spec} is not supported", code="not-supported")
-        if inc.column == "person_id":
+        if inc.column == "person_id" and rows and hasattr(rows[0], "patient_record_id"):
             ids = list(set(persons_of_records(ctx, [r.patient_record_id for r in rows]).values()))
         else:
             ids = list({getattr(r, inc.column) for r in rows} - {None})

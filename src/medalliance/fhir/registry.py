@@ -145,7 +145,7 @@ class Mapper:
         order = [
             self.sorts[name].desc() if desc else self.sorts[name].asc() for name, desc in req.sort
         ]
-        order.append(self.model.id.asc())
+        order.append(self.sorts["_id"].asc())
         rows = list(ctx.session.scalars(query.order_by(*order).limit(req.count).offset(req.offset)))
         self.audit_search(ctx, req, len(rows))
         return rows, total

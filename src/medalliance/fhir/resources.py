@@ -8,6 +8,7 @@ from medalliance.fhir.mappers.alliance import (
     PractitionerMapper,
     PractitionerRoleMapper,
 )
+from medalliance.fhir.mappers.governance import AuditEventMapper, ConsentMapper
 from medalliance.fhir.mappers.patient import PatientMapper
 from medalliance.fhir.mappers.records import (
     AllergyIntoleranceMapper,
@@ -39,6 +40,8 @@ def build_registry() -> Registry:
         AllergyIntoleranceMapper(),
         MedicationStatementMapper(),
         ProcedureMapper(),
+        ConsentMapper(),
+        AuditEventMapper(),
     ):
         registry.register(mapper)
     return registry
