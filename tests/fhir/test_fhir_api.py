@@ -377,3 +377,23 @@ def test_consent_and_audit_event_are_readable(
     one = fhir.get(f"/fhir/AuditEvent/{events[0]['id']}", headers=auditor)
     assert one.status_code == 200 and one.json()["id"] == events[0]["id"]
     assert fhir.post("/fhir/AuditEvent", json=events[0], headers=auditor).status_code == 405
+
+
+def test_every_fhir_route_but_metadata_needs_a_token(app: Any, fhir: TestClient) -> None:
+    """The /fhir counterpart of the access matrix: deny by default."""
+    from starlette.routing import Mount
+
+    sub = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/fhir").app
+    checked = 0
+    for route in sub.routes:
+        for method in sorted(getattr(route, "methods", set()) - {"HEAD"}):
+            path = "/fhir" + route.path.replace("{rtype}", "Patient").replace(
+                "{rid}", "0190d0a0-0000-7000-8000-000000000000"
+            )
+            r = fhir.request(method, path, json={"resourceType": "Patient"})
+            expected = 200 if route.path == "/metadata" else 401
+            assert r.status_code == expected, (method, path, r.text)
+            if expected == 401:
+                assert r.json()["resourceType"] == "OperationOutcome"
+            checked += 1
+    assert checked >= 8

@@ -15,10 +15,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from medalliance.audit import service as audit
-from medalliance.fhir import handler, parsing
+from medalliance.fhir import handler, parsing, systems
 from medalliance.fhir.context import FhirContext
+from medalliance.fhir.models import FhirIdentifier
 from medalliance.fhir.outcome import FhirError, from_domain, outcome
 from medalliance.kernel.errors import DomainError
 
@@ -64,6 +66,8 @@ def process(
     if not isinstance(raw_entries, list):
         raise FhirError(400, "Bundle.entry must be an array", expression=["Bundle.entry"])
     prepared, responses = _prepare(ctx, raw_entries, kind, skip_unmodelled)
+    if ctx.keep_source_ids:
+        _prefetch_source_ids(ctx, prepared)
     if kind == "transaction":
         for item in _ordered(prepared):
             try:
@@ -166,6 +170,28 @@ def _prepare(
     return prepared, responses
 
 
+def _prefetch_source_ids(ctx: FhirContext, prepared: list[Prepared]) -> None:
+    """One query for the sender ids of the whole Bundle instead of one per entry."""
+    wanted = {
+        (str(item.raw.get("resourceType")), str(item.raw["id"]))
+        for item in prepared
+        if item.method == "POST" and item.raw.get("id")
+    }
+    if not wanted:
+        return
+    rows = ctx.session.execute(
+        select(
+            FhirIdentifier.resource_type, FhirIdentifier.value, FhirIdentifier.resource_id
+        ).where(
+            FhirIdentifier.system == systems.SOURCE_ID,
+            FhirIdentifier.value.in_(sorted({rid for _, rid in wanted})),
+        )
+    )
+    found = {(row[0], row[1]): row[2] for row in rows}
+    for key in wanted:
+        ctx.source_ids[key] = found.get(key)
+
+
 def _urn_refs(obj: Any) -> set[str]:
     found: set[str] = set()
     stack = [obj]
@@ -250,12 +276,14 @@ def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> di
     pending = ctx.session.info.setdefault(audit.PENDING_KEY, [])
     mark = len(pending)
     savepoint = ctx.session.begin_nested()
+    known = dict(ctx.source_ids)
     try:
         response = _run(ctx, item, minimal)
         savepoint.commit()
         return response
     except (DomainError, FhirError) as exc:
         savepoint.rollback()
+        ctx.source_ids = known  # what the rolled-back entry created does not exist
         kept = [d for d in pending[mark:] if d.survives_rollback]
         del pending[mark:]
         pending.extend(kept)

@@ -29,6 +29,8 @@ class FhirContext:
     refs: dict[str, tuple[str, uuid.UUID]] = field(default_factory=dict)
     # imports keep the sender's ids so that a re-import maps onto what exists
     keep_source_ids: bool = False
+    # imports: the sender ids of a Bundle looked up in one query, (type, id) -> ours or None
+    source_ids: dict[tuple[str, str], uuid.UUID | None] = field(default_factory=dict)
     # imports: optional references that resolve to nothing here are left out and reported
     left_out: list[str] = field(default_factory=list)
 

@@ -162,8 +162,13 @@ def create(
 def write_new(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written:
     """Create, keeping (and, on imports, honouring) the sender's own id."""
     sender_id = getattr(resource, "id", None)
+    key = (mapper.resource_type, str(sender_id))
     if ctx.keep_source_ids and sender_id:
-        known = store.find(ctx.session, mapper.resource_type, systems.SOURCE_ID, sender_id)
+        known = (
+            ctx.source_ids[key]
+            if key in ctx.source_ids
+            else store.find(ctx.session, mapper.resource_type, systems.SOURCE_ID, sender_id)
+        )
         if known is not None:
             return Written(mapper.resource_type, known, created=False)
     written = mapper.create(ctx, resource)
@@ -176,6 +181,7 @@ def write_new(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written:
                 value=str(sender_id),
             )
         )
+        ctx.source_ids[key] = written.id
     return written
 
 
@@ -224,7 +230,7 @@ def everything(ctx: FhirContext, patient_id: str, count: int | None = None) -> d
         if mapper.resource_type == "Patient" or mapper.patient_param != "patient":
             continue
         req = SearchRequest(criteria=[Criterion("patient", None, ref)], count=count or 100_000)
-        rows, _ = mapper.search(ctx, req)
+        rows, _ = mapper.search(ctx, req, count=False)
         entries += [_entry(ctx, r, "match") for r in mapper.to_fhir(ctx, rows)]
     return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
 

@@ -136,9 +136,11 @@ class Mapper:
             query = self.params[criterion.name].apply(ctx, query, criterion)
         return query
 
-    def search(self, ctx: FhirContext, req: SearchRequest) -> tuple[list[Any], int]:
+    def search(
+        self, ctx: FhirContext, req: SearchRequest, *, count: bool = True
+    ) -> tuple[list[Any], int]:
         query = self.query(ctx, req)
-        total = count_of(ctx, query)
+        total = count_of(ctx, query) if count else -1
         if req.summary_count:
             self.audit_search(ctx, req, 0)
             return [], total
@@ -148,7 +150,7 @@ class Mapper:
         order.append(self.sorts["_id"].asc())
         rows = list(ctx.session.scalars(query.order_by(*order).limit(req.count).offset(req.offset)))
         self.audit_search(ctx, req, len(rows))
-        return rows, total
+        return rows, (len(rows) if total < 0 else total)
 
     def rows_by_ids(self, ctx: FhirContext, ids: list[uuid.UUID]) -> list[Any]:
         """For _include: the rows the actor may see among these ids."""

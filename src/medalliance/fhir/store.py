@@ -6,11 +6,19 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ARRAY, Uuid, any_, cast, select
 from sqlalchemy.orm import Session
 
 from medalliance.fhir.models import FhirCoding, FhirIdentifier
 from medalliance.kernel.errors import Conflict
+
+
+def in_ids(session: Session, column: Any, ids: Sequence[uuid.UUID]) -> Any:
+    """``column IN ids``; on PostgreSQL one array parameter (``= ANY``), so a long list
+    costs no query-text expansion."""
+    if session.get_bind().dialect.name == "postgresql" and len(ids) > 20:
+        return column == any_(cast(list(ids), ARRAY(Uuid())))
+    return column.in_(ids)
 
 
 def find(session: Session, resource_type: str, system: str, value: str) -> uuid.UUID | None:
@@ -66,7 +74,10 @@ def identifiers_of(
         return found
     for row in session.execute(
         select(FhirIdentifier.resource_id, FhirIdentifier.system, FhirIdentifier.value)
-        .where(FhirIdentifier.resource_type == resource_type, FhirIdentifier.resource_id.in_(ids))
+        .where(
+            FhirIdentifier.resource_type == resource_type,
+            in_ids(session, FhirIdentifier.resource_id, ids),
+        )
         .order_by(FhirIdentifier.created_at, FhirIdentifier.id)
     ):
         found.setdefault(row[0], []).append({"system": row[1], "value": row[2]})
@@ -101,7 +112,10 @@ def codings_of(
         return found
     for row in session.scalars(
         select(FhirCoding)
-        .where(FhirCoding.resource_type == resource_type, FhirCoding.resource_id.in_(ids))
+        .where(
+            FhirCoding.resource_type == resource_type,
+            in_ids(session, FhirCoding.resource_id, ids),
+        )
         .order_by(FhirCoding.id)
     ):
         coding = {

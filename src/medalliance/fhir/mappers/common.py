@@ -140,7 +140,7 @@ def persons_of_records(
         return {}
     rows = ctx.session.execute(
         select(PatientRecord.id, PatientRecord.person_id).where(
-            PatientRecord.id.in_(set(record_ids))
+            PatientRecord.id.in_(list(set(record_ids)))
         )
     )
     return {row[0]: row[1] for row in rows}

@@ -181,11 +181,13 @@ class AuditEventMapper(Mapper):
     def check_read(self, ctx: FhirContext, row: Any) -> None:
         self.scope(ctx, None, SearchRequest())  # type: ignore[arg-type]
 
-    def search(self, ctx: FhirContext, req: SearchRequest) -> tuple[list[Any], int]:
+    def search(
+        self, ctx: FhirContext, req: SearchRequest, *, count: bool = True
+    ) -> tuple[list[Any], int]:
         # the trail's order is its sequence; ids are event ids
         if not req.sort:
             req.sort = [("_id", False)]
-        rows, total = super().search(ctx, req)
+        rows, total = super().search(ctx, req, count=count)
         audit.record(
             ctx.session,
             ctx.actor,
