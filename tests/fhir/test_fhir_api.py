@@ -397,3 +397,18 @@ def test_every_fhir_route_but_metadata_needs_a_token(app: Any, fhir: TestClient)
                 assert r.json()["resourceType"] == "OperationOutcome"
             checked += 1
     assert checked >= 8
+
+
+def test_capability_statement_includes_are_served(fhir: TestClient, member: Any) -> None:
+    """Every _include and _revinclude the CapabilityStatement names is accepted."""
+    body = fhir.get("/fhir/metadata").json()
+    for resource in body["rest"][0]["resource"]:
+        if resource["type"] in ("Consent", "AuditEvent"):
+            continue
+        for key, specs in (
+            ("_include", resource.get("searchInclude", [])),
+            ("_revinclude", resource.get("searchRevInclude", [])),
+        ):
+            for spec in specs:
+                r = fhir.get(f"/fhir/{resource['type']}?{key}={spec}", headers=member.h)
+                assert r.status_code == 200, (resource["type"], key, spec, r.text)

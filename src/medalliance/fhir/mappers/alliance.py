@@ -179,7 +179,6 @@ class PractitionerMapper(RegistryMapper):
     resource_type = "Practitioner"
     model = Practitioner
     interactions = (READ, SEARCH, CREATE)
-    revincludes = ("PractitionerRole:practitioner",)
 
     def search_params(self) -> dict[str, SearchParam]:
         return {
@@ -276,6 +275,7 @@ class PractitionerRoleMapper(RegistryMapper):
         "PractitionerRole:practitioner": Include("Practitioner", "id"),
         "PractitionerRole:organization": Include("Organization", "institution_id"),
     }
+    revincludes = ("PractitionerRole:practitioner", "PractitionerRole:organization")
 
     def search_params(self) -> dict[str, SearchParam]:
         return {
