@@ -45,6 +45,8 @@ REGISTRY: dict[str, str] = {
     "monitoring_ingest": "benchmarks.bench_monitoring_ingest",
     "results_order_check": "benchmarks.bench_results_order_check",
     "results_hl7_ingest": "benchmarks.bench_results_hl7",
+    "fhir_ingest": "benchmarks.bench_fhir_ingest",
+    "fhir_everything": "benchmarks.bench_fhir_everything",
 }
 
 HEADER = """\

@@ -24,6 +24,7 @@ from medalliance.domains.patients.router import router as patients_router
 from medalliance.domains.records.router import router as records_router
 from medalliance.domains.results.router import router as results_router
 from medalliance.domains.tcm.router import router as tcm_router
+from medalliance.fhir.api import create_fhir_app
 from medalliance.interop.hl7v2.router import router as hl7v2_router
 from medalliance.jobs.router import router as jobs_router
 
@@ -103,6 +104,7 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    app.mount("/fhir", create_fhir_app(settings, session_factory))
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/", include_in_schema=False)

@@ -16,6 +16,7 @@ from medalliance.domains.monitoring import cli as monitoring_cli
 from medalliance.domains.patients.mpi.cli import mpi_app
 from medalliance.domains.results.cli import results_app
 from medalliance.domains.tcm.cli import tcm_app
+from medalliance.fhir.cli import fhir_app
 from medalliance.interop.hl7v2.cli import hl7_app
 from medalliance.kernel.errors import ConfigurationError, DomainError
 from medalliance.kernel.roles import Role
@@ -36,6 +37,7 @@ app.add_typer(mpi_app, name="mpi", help="Master patient index: batch linkage, tr
 app.add_typer(tcm_app, name="tcm", help="TCM reference data and the safety check.")
 app.add_typer(results_app, name="results")
 app.add_typer(hl7_app, name="hl7")
+app.add_typer(fhir_app, name="fhir")
 
 DEMO_DATABASE_URL = "sqlite:///./medalliance-demo.db"
 

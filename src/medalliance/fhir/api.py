@@ -1,0 +1,186 @@
+"""The HTTP adapter: a FastAPI sub-application mounted at /fhir. Every error is an
+OperationOutcome; authentication and the unit of work are the JSON API's."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from medalliance.api.deps import DbSession, authenticated, public
+from medalliance.audit import service as audit
+from medalliance.config import Settings
+from medalliance.db.uow import unit_of_work
+from medalliance.fhir import bundle, handler, parsing
+from medalliance.fhir.capability import capability_statement
+from medalliance.fhir.context import FhirContext
+from medalliance.fhir.outcome import FhirError, from_domain, outcome
+from medalliance.fhir.resources import REGISTRY
+from medalliance.kernel.actor import Actor
+from medalliance.kernel.errors import DomainError, PermissionDenied
+
+MEDIA = "application/fhir+json"
+Authenticated = Annotated[Actor, Depends(authenticated)]
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + str(request.scope.get("root_path", ""))
+
+
+def _ctx(request: Request, session: Session, actor: Actor) -> FhirContext:
+    return FhirContext(session=session, actor=actor, registry=REGISTRY, base_url=_base(request))
+
+
+def _minimal(request: Request) -> bool:
+    return "return=minimal" in request.headers.get("prefer", "")
+
+
+def fhir_json(body: dict[str, Any], status: int = 200, location: str | None = None) -> JSONResponse:
+    headers = {"Location": location} if location else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
+
+
+def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) -> FastAPI:
+    app = FastAPI(title="MedAlliance FHIR R4", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.session_factory = session_factory
+    _install_errors(app)
+
+    @app.get("/metadata", dependencies=[Depends(public)])
+    def metadata(request: Request) -> JSONResponse:
+        return fhir_json(capability_statement(REGISTRY, _base(request)))
+
+    @app.post("/")
+    @app.post("")
+    async def batch(request: Request, session: DbSession, actor: Authenticated) -> JSONResponse:
+        data = parsing.load_json(await request.body())
+        ctx = _ctx(request, session, actor)
+        result = await run_in_threadpool(
+            partial(bundle.process, ctx, data, minimal=_minimal(request))
+        )
+        return fhir_json(result)
+
+    @app.get("/Patient/{rid}/$everything")
+    def everything(
+        rid: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
+        return fhir_json(handler.everything(_ctx(request, session, actor), rid))
+
+    @app.get("/{rtype}")
+    def search(
+        rtype: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
+        items = list(request.query_params.multi_items())
+        return fhir_json(handler.search(_ctx(request, session, actor), rtype, items))
+
+    @app.post("/{rtype}/_search")
+    async def search_post(
+        rtype: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
+        form = await request.form()
+        items = [*request.query_params.multi_items(), *((k, str(v)) for k, v in form.multi_items())]
+        ctx = _ctx(request, session, actor)
+        return fhir_json(await run_in_threadpool(handler.search, ctx, rtype, items))
+
+    @app.get("/{rtype}/{rid}")
+    def read(
+        rtype: str, rid: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
+        return fhir_json(handler.read(_ctx(request, session, actor), rtype, rid))
+
+    @app.post("/{rtype}")
+    async def create(
+        rtype: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
+        REGISTRY.get(rtype)
+        resource = parsing.resource(parsing.load_json(await request.body()), rtype)
+        ctx = _ctx(request, session, actor)
+        result = await run_in_threadpool(
+            partial(
+                handler.create,
+                ctx,
+                resource,
+                if_none_exist=request.headers.get("if-none-exist"),
+                minimal=_minimal(request),
+            )
+        )
+        if result.resource is None:
+            return JSONResponse(None, result.status, headers={"Location": result.location or ""})
+        return fhir_json(result.resource, result.status, result.location)
+
+    @app.put("/{rtype}/{rid}")
+    async def update(
+        rtype: str, rid: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
+        REGISTRY.get(rtype)
+        resource = parsing.resource(parsing.load_json(await request.body()), rtype)
+        ctx = _ctx(request, session, actor)
+        result = await run_in_threadpool(handler.update, ctx, rid, resource)
+        return fhir_json(result.resource or {}, result.status, result.location)
+
+    return app
+
+
+def _oo(error: FhirError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(
+        outcome(error.issues), status_code=error.status, media_type=MEDIA, headers=headers
+    )
+
+
+def _audit_denial(request: Request, exc: DomainError) -> None:
+    actor = getattr(request.state, "actor", None)
+    if actor is None:
+        return
+    with unit_of_work(request.app.state.session_factory) as session:
+        audit.record(
+            session,
+            actor,
+            action="denied",
+            resource_type="Route",
+            resource_id=f"{request.method} /fhir{request.url.path}",
+            outcome=audit.Outcome.DENIED,
+            reason=exc.detail,
+            detail={"path": request.url.path},
+        )
+
+
+def _install_errors(app: FastAPI) -> None:
+    async def fhir_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, FhirError)
+        return _oo(exc)
+
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        if isinstance(exc, PermissionDenied) and not exc.audited:
+            await run_in_threadpool(_audit_denial, request, exc)
+        return _oo(from_domain(exc))
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _oo(FhirError(400, str(exc.errors()[:3])))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = "not-found" if exc.status_code == 404 else "not-supported"
+        return _oo(FhirError(exc.status_code, str(exc.detail), code=code))
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        import logging
+
+        logging.getLogger(__name__).exception(
+            "FHIR %s %s failed", request.method, request.url.path, exc_info=exc
+        )
+        return _oo(FhirError(500, "The request failed and nothing was changed.", code="exception"))
+
+    app.add_exception_handler(FhirError, fhir_error)
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,844 @@
+"""The longitudinal record: Encounter, Condition (integrated Western + TCM diagnosis),
+AllergyIntolerance, MedicationStatement, Procedure. Writes go through records.service."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import ValidationError
+
+from medalliance.domains.records import schemas as record_schemas
+from medalliance.domains.records import service as records_service
+from medalliance.domains.records.models import (
+    Allergy,
+    Diagnosis,
+    Encounter,
+    MedicationStatement,
+    Procedure,
+)
+from medalliance.domains.records.schemas import GBT15657, ICD10, ICD11_TM1
+from medalliance.fhir import store, systems
+from medalliance.fhir.mappers.common import (
+    PatientDataMapper,
+    aware,
+    coding,
+    codings_in,
+    concept_text,
+    day,
+    domain_validation,
+    identifier_param,
+    instant,
+    keep_identifiers,
+    meta,
+    patient_ref,
+    persons_of_records,
+    prune,
+    status_of,
+)
+from medalliance.fhir.outcome import invalid
+from medalliance.fhir.registry import CREATE, READ, SEARCH, UPDATE, Include, Written
+from medalliance.fhir.search import (
+    Criterion,
+    SearchParam,
+    date_param,
+    reference_param,
+    token,
+    token_param,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+
+    from medalliance.fhir.context import FhirContext
+
+CLASS_TO_FHIR = {
+    "outpatient": ("AMB", "ambulatory"),
+    "inpatient": ("IMP", "inpatient encounter"),
+    "emergency": ("EMER", "emergency"),
+    "telemedicine": ("VR", "virtual"),
+}
+FHIR_TO_CLASS = {v[0]: k for k, v in CLASS_TO_FHIR.items()}
+# Other v3 ActCode classes, stored as the nearest domain class; the original coding is
+# kept and answered back, so nothing is lost on the FHIR side.
+FHIR_TO_CLASS_NEAREST = {
+    **FHIR_TO_CLASS,
+    "HH": "outpatient",  # home health
+    "OBSENC": "outpatient",
+    "PRENC": "outpatient",
+    "FLD": "outpatient",
+    "ACUTE": "inpatient",
+    "NONAC": "inpatient",
+    "SS": "inpatient",
+}
+ENCOUNTER_STATUS = {
+    s: s for s in ("planned", "in-progress", "finished", "cancelled", "entered-in-error")
+}
+CLINICAL = {
+    "active": "active",
+    "recurrence": "active",
+    "relapse": "active",
+    "inactive": "inactive",
+    "remission": "inactive",
+    "resolved": "resolved",
+}
+
+
+def _keep_codings(
+    ctx: FhirContext,
+    rtype: str,
+    rid: uuid.UUID,
+    element: str,
+    concepts: Any,
+    skip: set[str] | None = None,
+) -> None:
+    items = [c for concept in (concepts or []) for c in codings_in(concept)]
+    store.add_codings(
+        ctx.session, rtype, rid, element, [c for c in items if c[0] not in (skip or set())]
+    )
+
+
+def _code_search(rtype: str, element: str, domain: dict[str | None, Any]) -> SearchParam:
+    """code=[system|]code over the domain columns (by system) and the kept codings."""
+    from sqlalchemy import or_
+
+    def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
+        model = ctx.registry[rtype].model
+        conditions = []
+        for value in c.values:
+            system, code = token(value)
+            conditions.append(
+                model.id.in_(store.ids_with_coding(rtype, element, system or None, code))
+            )
+            for sys_, columns in domain.items():
+                if system in (None, "") or system == sys_:
+                    conditions.extend(col == code for col in columns)
+        return query.where(or_(*conditions))
+
+    return SearchParam("token", apply, f"{element} ([system|]code)")
+
+
+def _person_map(ctx: FhirContext, rows: list[Any]) -> dict[uuid.UUID, uuid.UUID]:
+    return persons_of_records(ctx, [r.patient_record_id for r in rows])
+
+
+class EncounterMapper(PatientDataMapper):
+    resource_type = "Encounter"
+    model = Encounter
+    interactions = (READ, SEARCH, CREATE, UPDATE)
+    includes: ClassVar[dict[str, Include]] = {
+        "Encounter:patient": Include("Patient", "person_id"),
+        "Encounter:subject": Include("Patient", "person_id"),
+        "Encounter:service-provider": Include("Organization", "institution_id"),
+        "Encounter:participant": Include("Practitioner", "practitioner_id"),
+        "Encounter:location": Include("Location", "department_id"),
+    }
+    revincludes = (
+        "Encounter:patient",
+        "Encounter:subject",
+        "Encounter:service-provider",
+        "Encounter:participant",
+    )
+
+    def search_params(self) -> dict[str, SearchParam]:
+        return {
+            **super().search_params(),
+            "identifier": identifier_param("Encounter"),
+            "date": date_param(Encounter.start, doc="period start"),
+            "status": token_param(Encounter.status),
+            "class": _class_param(),
+            "service-provider": reference_param(Encounter.institution_id, "Organization"),
+            "participant": reference_param(Encounter.practitioner_id, "Practitioner"),
+            "location": reference_param(Encounter.department_id, "Location"),
+            "type": _code_search("Encounter", "type", {}),
+        }
+
+    def sort_columns(self) -> dict[str, Any]:
+        return {"date": Encounter.start, "status": Encounter.status}
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        persons = _person_map(ctx, rows)
+        ids = [r.id for r in rows]
+        side = store.identifiers_of(ctx.session, "Encounter", ids)
+        codings = store.codings_of(ctx.session, "Encounter", ids)
+        out = []
+        for e in rows:
+            code, display = CLASS_TO_FHIR[str(e.encounter_class)]
+            types = codings.get((e.id, "type"))
+            kept_class = codings.get((e.id, "class"))
+            out.append(
+                prune(
+                    {
+                        "resourceType": "Encounter",
+                        "id": str(e.id),
+                        "meta": meta(e),
+                        "identifier": side.get(e.id),
+                        "status": str(e.status),
+                        "class": kept_class[0]
+                        if kept_class
+                        else coding(systems.ACT_CODE, code, display),
+                        "type": [{"coding": types}] if types else None,
+                        "subject": patient_ref(persons[e.patient_record_id]),
+                        "participant": [
+                            {"individual": {"reference": f"Practitioner/{e.practitioner_id}"}}
+                        ]
+                        if e.practitioner_id
+                        else None,
+                        "period": prune({"start": instant(e.start), "end": instant(e.end)}),
+                        "reasonCode": [{"text": e.reason}] if e.reason else None,
+                        "location": [{"location": {"reference": f"Location/{e.department_id}"}}]
+                        if e.department_id
+                        else None,
+                        "serviceProvider": {"reference": f"Organization/{e.institution_id}"},
+                    }
+                )
+            )
+        return out
+
+    def create(self, ctx: FhirContext, resource: Any) -> Written:
+        klass = resource.class_fhir
+        encounter_class = FHIR_TO_CLASS_NEAREST.get(str(klass.code)) if klass is not None else None
+        if encounter_class is None:
+            raise invalid(
+                "Encounter.class",
+                f"Encounter.class must be one of "
+                f"{', '.join(FHIR_TO_CLASS_NEAREST)} ({systems.ACT_CODE})",
+            )
+        start = aware(resource.period.start) if resource.period else None
+        if start is None:
+            raise invalid("Encounter.period.start", "Encounter.period.start is required here")
+        person = self.subject_of(ctx, resource, "subject")
+        practitioner = None
+        for i, part in enumerate(resource.participant or []):
+            practitioner = practitioner or ctx.resolve_optional(
+                part.individual, f"Encounter.participant[{i}].individual", "Practitioner"
+            )
+        department = None
+        for i, loc in enumerate(resource.location or []):
+            department = department or ctx.resolve_optional(
+                loc.location, f"Encounter.location[{i}].location", "Location"
+            )
+        # The encounter is written at the actor's member (the domain's rule); a different
+        # serviceProvider must at least exist.
+        ctx.resolve_optional(resource.serviceProvider, "Encounter.serviceProvider", "Organization")
+        reason = next((concept_text(c) for c in resource.reasonCode or [] if concept_text(c)), None)
+        try:
+            data = record_schemas.EncounterCreate(
+                encounter_class=encounter_class,
+                status=status_of(ENCOUNTER_STATUS, resource.status, "Encounter.status"),
+                start=start,
+                end=aware(resource.period.end) if resource.period else None,
+                practitioner_id=practitioner,
+                department_id=department,
+                reason=reason,
+            )
+        except ValidationError as exc:
+            raise domain_validation("Encounter", exc) from exc
+        encounter = records_service.create_encounter(
+            session=ctx.session, actor=ctx.actor, person_id=person, data=data
+        )
+        keep_identifiers(ctx, "Encounter", encounter.id, resource, set())
+        _keep_codings(ctx, "Encounter", encounter.id, "type", resource.type)
+        if klass.code not in FHIR_TO_CLASS:
+            store.add_codings(
+                ctx.session,
+                "Encounter",
+                encounter.id,
+                "class",
+                [(klass.system, klass.code, klass.display)],
+            )
+        return Written("Encounter", encounter.id)
+
+    def update(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> Written:
+        """What an encounter may change: status, end, reason."""
+        reason = next((concept_text(c) for c in resource.reasonCode or [] if concept_text(c)), None)
+        try:
+            data = record_schemas.EncounterUpdate(
+                status=status_of(ENCOUNTER_STATUS, resource.status, "Encounter.status"),
+                end=aware(resource.period.end) if resource.period else None,
+                reason=reason,
+            )
+        except ValidationError as exc:
+            raise domain_validation("Encounter", exc) from exc
+        records_service.update_encounter(
+            session=ctx.session,
+            actor=ctx.actor,
+            encounter_id=rid,
+            data=record_schemas.EncounterUpdate(**data.model_dump(exclude_none=True)),
+        )
+        return Written("Encounter", rid, created=False)
+
+
+def _kept_class_ids() -> Any:
+    from sqlalchemy import select
+
+    from medalliance.fhir.models import FhirCoding
+
+    return select(FhirCoding.resource_id).where(
+        FhirCoding.resource_type == "Encounter", FhirCoding.element == "class"
+    )
+
+
+def _class_param() -> SearchParam:
+    from sqlalchemy import false
+
+    def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
+        from sqlalchemy import and_, or_
+
+        conditions = []
+        for value in c.values:
+            code = token(value)[1]
+            if code in FHIR_TO_CLASS:  # the domain class, unless another class was kept
+                conditions.append(
+                    and_(
+                        Encounter.encounter_class == FHIR_TO_CLASS[code],
+                        Encounter.id.not_in(_kept_class_ids()),
+                    )
+                )
+            else:
+                conditions.append(
+                    Encounter.id.in_(store.ids_with_coding("Encounter", "class", None, code))
+                )
+        return query.where(or_(*conditions) if conditions else false())
+
+    return SearchParam("token", apply, "AMB | IMP | EMER | VR")
+
+
+class ConditionMapper(PatientDataMapper):
+    """One integrated diagnosis: ICD-10, TCM disease and TCM pattern codings in Condition.code."""
+
+    resource_type = "Condition"
+    model = Diagnosis
+    interactions = (READ, SEARCH, CREATE, UPDATE)
+    includes: ClassVar[dict[str, Include]] = {
+        "Condition:patient": Include("Patient", "person_id"),
+        "Condition:subject": Include("Patient", "person_id"),
+        "Condition:encounter": Include("Encounter", "encounter_id"),
+    }
+    revincludes = ("Condition:patient", "Condition:subject", "Condition:encounter")
+
+    def search_params(self) -> dict[str, SearchParam]:
+        return {
+            **super().search_params(),
+            "identifier": identifier_param("Condition"),
+            "code": _code_search(
+                "Condition",
+                "code",
+                {
+                    systems.ICD10: [Diagnosis.western_code],
+                    systems.ICD11_MMS: [Diagnosis.tcm_disease_code, Diagnosis.tcm_pattern_code],
+                    systems.GBT15657: [Diagnosis.tcm_disease_code, Diagnosis.tcm_pattern_code],
+                },
+            ),
+            "clinical-status": token_param(Diagnosis.status, doc="active | inactive | resolved"),
+            "encounter": reference_param(Diagnosis.encounter_id, "Encounter"),
+            "recorded-date": date_param(Diagnosis.recorded_at),
+        }
+
+    def sort_columns(self) -> dict[str, Any]:
+        return {"recorded-date": Diagnosis.recorded_at}
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        persons = _person_map(ctx, rows)
+        ids = [r.id for r in rows]
+        side = store.identifiers_of(ctx.session, "Condition", ids)
+        extra = store.codings_of(ctx.session, "Condition", ids)
+        out = []
+        for d in rows:
+            codings = [
+                coding(systems.ICD10, d.western_code, d.western_text) if d.western_code else None,
+                coding(
+                    systems.TCM_SYSTEM_URI.get(d.tcm_disease_system or ""),
+                    d.tcm_disease_code,
+                    d.tcm_disease_text,
+                )
+                if d.tcm_disease_code
+                else None,
+                coding(
+                    systems.TCM_SYSTEM_URI.get(d.tcm_pattern_system or ""),
+                    d.tcm_pattern_code,
+                    d.tcm_pattern_text,
+                )
+                if d.tcm_pattern_code
+                else None,
+                *extra.get((d.id, "code"), []),
+            ]
+            texts = [t for t in (d.western_text, d.tcm_disease_text, d.tcm_pattern_text) if t]
+            error = str(d.status) == "entered-in-error"
+            out.append(
+                prune(
+                    {
+                        "resourceType": "Condition",
+                        "id": str(d.id),
+                        "meta": meta(d),
+                        "identifier": side.get(d.id),
+                        "clinicalStatus": None
+                        if error
+                        else {"coding": [coding(systems.CONDITION_CLINICAL, str(d.status))]},
+                        "verificationStatus": {
+                            "coding": [
+                                coding(
+                                    systems.CONDITION_VER_STATUS,
+                                    "entered-in-error" if error else "confirmed",
+                                )
+                            ]
+                        },
+                        "category": [
+                            {
+                                "coding": [
+                                    coding(
+                                        "http://terminology.hl7.org/CodeSystem/condition-category",
+                                        "encounter-diagnosis",
+                                    )
+                                ]
+                            }
+                        ],
+                        "code": prune(
+                            {"coding": [c for c in codings if c], "text": " / ".join(texts)}
+                        ),
+                        "subject": patient_ref(persons[d.patient_record_id]),
+                        "encounter": {"reference": f"Encounter/{d.encounter_id}"},
+                        "recordedDate": instant(d.recorded_at),
+                    }
+                )
+            )
+        return out
+
+    def _diagnosis(self, resource: Any) -> tuple[dict[str, Any], list[Any]]:
+        fields: dict[str, Any] = {}
+        extra = []
+        for c in (resource.code.coding if resource.code else None) or []:
+            code, system = (c.code or ""), c.system
+            if system == systems.ICD10 and ICD10.match(code) and "western_code" not in fields:
+                fields.update(western_code=code, western_text=c.display)
+            elif system in systems.TCM_SYSTEM_NAME:
+                name = systems.TCM_SYSTEM_NAME[system]
+                kind = _tcm_kind(name, code)
+                if kind is None or f"tcm_{kind}_code" in fields:
+                    extra.append((system, c.code, c.display))
+                    continue
+                fields.update(
+                    {
+                        f"tcm_{kind}_system": name,
+                        f"tcm_{kind}_code": code,
+                        f"tcm_{kind}_text": c.display,
+                    }
+                )
+            else:
+                extra.append((system, c.code, c.display))
+        if not any(k in fields for k in ("western_code", "tcm_disease_code", "tcm_pattern_code")):
+            text = concept_text(resource.code)
+            if text is None:
+                raise invalid("Condition.code", "Condition.code needs a coding or a text")
+            fields["western_text"] = text[:300]
+        return fields, extra
+
+    def create(self, ctx: FhirContext, resource: Any) -> Written:
+        person = self.subject_of(ctx, resource, "subject")
+        if resource.encounter is None:
+            raise invalid(
+                "Condition.encounter",
+                "Condition.encounter is required here: a diagnosis belongs to an encounter",
+            )
+        _, encounter_id = ctx.resolve(resource.encounter, "Condition.encounter", "Encounter")
+        fields, extra = self._diagnosis(resource)
+        status = "active"
+        if resource.clinicalStatus is not None:
+            status = (
+                status_of(
+                    CLINICAL,
+                    resource.clinicalStatus.coding[0].code
+                    if resource.clinicalStatus.coding
+                    else None,
+                    "Condition.clinicalStatus",
+                )
+                or "active"
+            )
+        if _verification(resource) == "entered-in-error":
+            status = "entered-in-error"
+        try:
+            data = record_schemas.DiagnosisCreate(**fields, status=status)
+        except ValidationError as exc:
+            raise domain_validation("Condition", exc) from exc
+        encounter = ctx.session.get(Encounter, encounter_id)
+        assert encounter is not None
+        owner = persons_of_records(ctx, [encounter.patient_record_id]).get(
+            encounter.patient_record_id
+        )
+        if owner != person:
+            raise invalid("Condition.encounter", "the encounter belongs to another patient")
+        diagnosis = records_service.add_diagnosis(
+            session=ctx.session, actor=ctx.actor, encounter_id=encounter_id, data=data
+        )
+        keep_identifiers(ctx, "Condition", diagnosis.id, resource, set())
+        store.add_codings(ctx.session, "Condition", diagnosis.id, "code", extra)
+        return Written("Condition", diagnosis.id)
+
+    def update(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> Written:
+        """The domain lets a diagnosis change status only."""
+        status = status_of(
+            CLINICAL,
+            resource.clinicalStatus.coding[0].code
+            if resource.clinicalStatus and resource.clinicalStatus.coding
+            else None,
+            "Condition.clinicalStatus",
+        )
+        if _verification(resource) == "entered-in-error":
+            status = "entered-in-error"
+        if status is None:
+            raise invalid("Condition.clinicalStatus", "an update changes the clinical status")
+        records_service.set_status(
+            session=ctx.session, actor=ctx.actor, kind="diagnoses", entry_id=rid, status=status
+        )
+        return Written("Condition", rid, created=False)
+
+
+def _verification(resource: Any) -> str | None:
+    concept = resource.verificationStatus
+    if concept is None or not concept.coding:
+        return None
+    return str(concept.coding[0].code)
+
+
+def _tcm_kind(system_name: str, code: str) -> str | None:
+    """Disease or pattern, from the code's shape (standards.md): ICD-11 TM1 disorders
+    are SA–SD.., patterns SE–SJ..; GB/T 15657 diseases start A, patterns B."""
+    if system_name == "icd11":
+        if not ICD11_TM1.match(code):
+            return None
+        return "disease" if code[1] in "ABCD" else "pattern"
+    if not GBT15657.match(code):
+        return None
+    return "disease" if code[0] == "A" else "pattern"
+
+
+ALLERGY_CATEGORY = {"food": "food", "medication": "medication", "environment": "environment"}
+SEVERITY = {"mild": "mild", "moderate": "moderate", "severe": "severe"}
+
+
+class AllergyIntoleranceMapper(PatientDataMapper):
+    resource_type = "AllergyIntolerance"
+    model = Allergy
+    subject_name = "patient"
+    interactions = (READ, SEARCH, CREATE)
+    includes: ClassVar[dict[str, Include]] = {
+        "AllergyIntolerance:patient": Include("Patient", "person_id")
+    }
+    revincludes = ("AllergyIntolerance:patient",)
+
+    def search_params(self) -> dict[str, SearchParam]:
+        return {
+            **super().search_params(),
+            "identifier": identifier_param("AllergyIntolerance"),
+            "code": _code_search("AllergyIntolerance", "code", {None: [Allergy.substance_code]}),
+            "clinical-status": token_param(Allergy.status),
+            "category": token_param(Allergy.category),
+            "date": date_param(Allergy.recorded_at),
+        }
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        persons = _person_map(ctx, rows)
+        ids = [r.id for r in rows]
+        side = store.identifiers_of(ctx.session, "AllergyIntolerance", ids)
+        extra = store.codings_of(ctx.session, "AllergyIntolerance", ids)
+        out = []
+        for a in rows:
+            herb = str(a.category) == "herb"
+            out.append(
+                prune(
+                    {
+                        "resourceType": "AllergyIntolerance",
+                        "id": str(a.id),
+                        "meta": meta(a),
+                        "identifier": side.get(a.id),
+                        "clinicalStatus": None
+                        if str(a.status) == "entered-in-error"
+                        else {"coding": [coding(systems.ALLERGY_CLINICAL, str(a.status))]},
+                        "verificationStatus": {
+                            "coding": [
+                                coding(
+                                    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                                    "entered-in-error"
+                                    if str(a.status) == "entered-in-error"
+                                    else "confirmed",
+                                )
+                            ]
+                        },
+                        # a Chinese materia medica substance is a medication to FHIR; our own code
+                        # system keeps the finer category
+                        "category": ["medication" if herb else str(a.category)],
+                        "code": prune(
+                            {
+                                "coding": extra.get((a.id, "code"))
+                                or ([coding(systems.ALLERGY_HERB, "herb")] if herb else None),
+                                "text": a.substance,
+                            }
+                        ),
+                        "patient": patient_ref(persons[a.patient_record_id]),
+                        "recordedDate": instant(a.recorded_at),
+                        "reaction": [
+                            prune(
+                                {
+                                    "manifestation": [{"text": a.reaction or "unspecified"}],
+                                    "severity": str(a.severity) if a.severity else None,
+                                }
+                            )
+                        ]
+                        if a.reaction or a.severity
+                        else None,
+                    }
+                )
+            )
+        return out
+
+    def create(self, ctx: FhirContext, resource: Any) -> Written:
+        person = self.subject_of(ctx, resource, "patient")
+        substance = concept_text(resource.code)
+        if substance is None:
+            raise invalid("AllergyIntolerance.code", "AllergyIntolerance.code is required here")
+        codes = codings_in(resource.code)
+        herb = any(c[0] == systems.ALLERGY_HERB and c[1] == "herb" for c in codes)
+        category = (
+            "herb"
+            if herb
+            else status_of(
+                ALLERGY_CATEGORY,
+                (resource.category or ["medication"])[0],
+                "AllergyIntolerance.category",
+            )
+        )
+        reaction = (resource.reaction or [None])[0]
+        try:
+            data = record_schemas.AllergyCreate(
+                substance=substance[:200],
+                substance_code=next((c[1] for c in codes if c[1] and len(c[1]) <= 64), None),
+                category=category,
+                reaction=(
+                    concept_text((reaction.manifestation or [None])[0]) if reaction else None
+                ),
+                severity=status_of(
+                    SEVERITY, reaction.severity, "AllergyIntolerance.reaction[0].severity"
+                )
+                if reaction
+                else None,
+            )
+        except ValidationError as exc:
+            raise domain_validation("AllergyIntolerance", exc) from exc
+        allergy = records_service.add_allergy(
+            session=ctx.session, actor=ctx.actor, person_id=person, data=data
+        )
+        keep_identifiers(ctx, "AllergyIntolerance", allergy.id, resource, set())
+        store.add_codings(
+            ctx.session,
+            "AllergyIntolerance",
+            allergy.id,
+            "code",
+            [c for c in codes if c[0] != systems.ALLERGY_HERB],
+        )
+        return Written("AllergyIntolerance", allergy.id)
+
+
+def _contained_medication(resource: Any) -> Any:
+    """A medicationReference to a contained Medication ('#id'): its code."""
+    ref = getattr(resource.medicationReference, "reference", None) or ""
+    if not ref.startswith("#"):
+        return None
+    for item in resource.contained or []:
+        if item.get_resource_type() == "Medication" and item.id == ref[1:]:
+            return item.code
+    return None
+
+
+MED_STATUS = {
+    "active": "active",
+    "completed": "completed",
+    "stopped": "stopped",
+    "entered-in-error": "entered-in-error",
+}
+
+
+class MedicationStatementMapper(PatientDataMapper):
+    resource_type = "MedicationStatement"
+    model = MedicationStatement
+    interactions = (READ, SEARCH, CREATE)
+    includes: ClassVar[dict[str, Include]] = {
+        "MedicationStatement:patient": Include("Patient", "person_id"),
+        "MedicationStatement:subject": Include("Patient", "person_id"),
+    }
+    revincludes = ("MedicationStatement:patient", "MedicationStatement:subject")
+
+    def search_params(self) -> dict[str, SearchParam]:
+        return {
+            **super().search_params(),
+            "identifier": identifier_param("MedicationStatement"),
+            "code": _code_search(
+                "MedicationStatement", "medication", {None: [MedicationStatement.drug_code]}
+            ),
+            "status": token_param(MedicationStatement.status),
+            "effective": date_param(MedicationStatement.start_date, date_only=True),
+        }
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        persons = _person_map(ctx, rows)
+        ids = [r.id for r in rows]
+        side = store.identifiers_of(ctx.session, "MedicationStatement", ids)
+        extra = store.codings_of(ctx.session, "MedicationStatement", ids)
+        return [
+            prune(
+                {
+                    "resourceType": "MedicationStatement",
+                    "id": str(m.id),
+                    "meta": meta(m),
+                    "identifier": side.get(m.id),
+                    "status": str(m.status),
+                    "medicationCodeableConcept": prune(
+                        {
+                            "coding": extra.get((m.id, "medication"))
+                            or ([{"code": m.drug_code}] if m.drug_code else None),
+                            "text": m.drug,
+                        }
+                    ),
+                    "subject": patient_ref(persons[m.patient_record_id]),
+                    "effectivePeriod": prune({"start": day(m.start_date), "end": day(m.end_date)})
+                    or None,
+                    "dateAsserted": instant(m.recorded_at),
+                    "dosage": [
+                        prune(
+                            {
+                                "text": " ".join(x for x in (m.dose, m.frequency) if x) or None,
+                                "route": {"text": m.route} if m.route else None,
+                            }
+                        )
+                    ]
+                    if m.dose or m.route or m.frequency
+                    else None,
+                }
+            )
+            for m in rows
+        ]
+
+    def create(self, ctx: FhirContext, resource: Any) -> Written:
+        person = self.subject_of(ctx, resource, "subject")
+        concept = resource.medicationCodeableConcept or _contained_medication(resource)
+        drug = concept_text(concept)
+        if drug is None:
+            raise invalid(
+                "MedicationStatement.medicationCodeableConcept",
+                "a coded or named medication is required here",
+            )
+        codes = codings_in(concept)
+        period = resource.effectivePeriod
+        start = aware(period.start if period else resource.effectiveDateTime)
+        end = aware(period.end) if period else None
+        dosage = (resource.dosage or [None])[0]
+        try:
+            data = record_schemas.MedicationCreate(
+                drug=drug[:200],
+                drug_code=next((c[1] for c in codes if c[1] and len(c[1]) <= 64), None),
+                dose=dosage.text[:100] if dosage and dosage.text else None,
+                route=(concept_text(dosage.route) or "")[:50] or None
+                if dosage and dosage.route
+                else None,
+                start_date=start.date() if start else None,
+                end_date=end.date() if end else None,
+                status=status_of(MED_STATUS, resource.status, "MedicationStatement.status"),
+            )
+        except ValidationError as exc:
+            raise domain_validation("MedicationStatement", exc) from exc
+        statement = records_service.add_medication(
+            session=ctx.session, actor=ctx.actor, person_id=person, data=data
+        )
+        keep_identifiers(ctx, "MedicationStatement", statement.id, resource, set())
+        store.add_codings(ctx.session, "MedicationStatement", statement.id, "medication", codes)
+        return Written("MedicationStatement", statement.id)
+
+
+class ProcedureMapper(PatientDataMapper):
+    resource_type = "Procedure"
+    model = Procedure
+    interactions = (READ, SEARCH, CREATE)
+    includes: ClassVar[dict[str, Include]] = {
+        "Procedure:patient": Include("Patient", "person_id"),
+        "Procedure:subject": Include("Patient", "person_id"),
+        "Procedure:encounter": Include("Encounter", "encounter_id"),
+    }
+    revincludes = ("Procedure:patient", "Procedure:subject", "Procedure:encounter")
+
+    def search_params(self) -> dict[str, SearchParam]:
+        return {
+            **super().search_params(),
+            "identifier": identifier_param("Procedure"),
+            "code": _code_search("Procedure", "code", {None: [Procedure.code]}),
+            "date": date_param(Procedure.performed_at),
+            "encounter": reference_param(Procedure.encounter_id, "Encounter"),
+        }
+
+    def sort_columns(self) -> dict[str, Any]:
+        return {"date": Procedure.performed_at}
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        persons = _person_map(ctx, rows)
+        ids = [r.id for r in rows]
+        side = store.identifiers_of(ctx.session, "Procedure", ids)
+        extra = store.codings_of(ctx.session, "Procedure", ids)
+        return [
+            prune(
+                {
+                    "resourceType": "Procedure",
+                    "id": str(p.id),
+                    "meta": meta(p),
+                    "identifier": side.get(p.id),
+                    "status": "completed",
+                    "code": prune(
+                        {
+                            "coding": extra.get((p.id, "code"))
+                            or ([coding(p.code_system, p.code)] if p.code else None),
+                            "text": p.text,
+                        }
+                    ),
+                    "subject": patient_ref(persons[p.patient_record_id]),
+                    "encounter": {"reference": f"Encounter/{p.encounter_id}"},
+                    "performedDateTime": instant(p.performed_at),
+                }
+            )
+            for p in rows
+        ]
+
+    def create(self, ctx: FhirContext, resource: Any) -> Written:
+        person = self.subject_of(ctx, resource, "subject")
+        if resource.encounter is None:
+            raise invalid("Procedure.encounter", "Procedure.encounter is required here")
+        _, encounter_id = ctx.resolve(resource.encounter, "Procedure.encounter", "Encounter")
+        text = concept_text(resource.code)
+        if text is None:
+            raise invalid("Procedure.code", "Procedure.code is required here")
+        performed = aware(resource.performedDateTime) or aware(
+            resource.performedPeriod.start if resource.performedPeriod else None
+        )
+        if performed is None:
+            raise invalid("Procedure.performed[x]", "Procedure.performed[x] is required here")
+        codes = codings_in(resource.code)
+        first = next((c for c in codes if c[1]), None)
+        system = first[0] if first and first[0] and len(first[0]) <= 32 else None
+        try:
+            data = record_schemas.ProcedureCreate(
+                code_system=system,
+                code=first[1][:32] if first and first[1] else None,
+                text=text[:300],
+                performed_at=performed,
+            )
+        except ValidationError as exc:
+            raise domain_validation("Procedure", exc) from exc
+        encounter = ctx.session.get(Encounter, encounter_id)
+        assert encounter is not None
+        if (
+            persons_of_records(ctx, [encounter.patient_record_id]).get(encounter.patient_record_id)
+            != person
+        ):
+            raise invalid("Procedure.encounter", "the encounter belongs to another patient")
+        procedure = records_service.add_procedure(
+            session=ctx.session, actor=ctx.actor, encounter_id=encounter_id, data=data
+        )
+        keep_identifiers(ctx, "Procedure", procedure.id, resource, set())
+        store.add_codings(ctx.session, "Procedure", procedure.id, "code", codes)
+        return Written("Procedure", procedure.id)

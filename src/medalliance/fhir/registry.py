@@ -1,0 +1,193 @@
+"""The mapper registry: one mapper per resource type. Adding a type (Observation when
+results land, MedicationRequest with prescriptions, Device with monitoring) is one
+``REGISTRY.register(SomeMapper())``; the CapabilityStatement follows the registry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from medalliance.fhir.outcome import FhirError
+from medalliance.fhir.search import (
+    Criterion,
+    SearchParam,
+    SearchRequest,
+    count_of,
+    date_param,
+    id_param,
+)
+
+if TYPE_CHECKING:
+    from medalliance.fhir.context import FhirContext
+
+READ, SEARCH, CREATE, UPDATE, HISTORY = (
+    "read",
+    "search-type",
+    "create",
+    "update",
+    "history-instance",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """``_include=<Type>:<param>``: rows → the ids of the referenced resources."""
+
+    target: str
+    column: str  # attribute of the row holding the target id (None values skipped)
+
+
+@dataclass(slots=True)
+class Written:
+    resource_type: str
+    id: uuid.UUID
+    created: bool = True
+
+
+class Mapper:
+    resource_type: ClassVar[str]
+    model: ClassVar[Any]
+    interactions: ClassVar[tuple[str, ...]] = (READ, SEARCH)
+    # the parameter naming the patient, for Patient/$everything and compartment scoping
+    patient_param: ClassVar[str | None] = None
+    includes: ClassVar[dict[str, Include]] = {}
+    # reference parameters that other types' _revinclude may name: "<Type>:<param>"
+    revincludes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.params: dict[str, SearchParam] = {
+            "_id": id_param(self.model.id),
+            "_lastUpdated": date_param(self.last_updated_column(), doc="meta.lastUpdated"),
+            **self.search_params(),
+        }
+        self.sorts: dict[str, Any] = {
+            "_id": self.model.id,
+            "_lastUpdated": self.last_updated_column(),
+            **self.sort_columns(),
+        }
+
+    # --- what a mapper describes --------------------------------------------------------
+
+    def search_params(self) -> dict[str, SearchParam]:
+        return {}
+
+    def sort_columns(self) -> dict[str, Any]:
+        return {}
+
+    def last_updated_column(self) -> Any:
+        return self.model.updated_at
+
+    def exists(self, session: Session, rid: uuid.UUID) -> bool:
+        return session.get(self.model, rid) is not None
+
+    # --- access: override for patient data ---------------------------------------------
+
+    def scope(self, ctx: FhirContext, query: Select[Any], req: SearchRequest) -> Select[Any]:
+        """Restrict a search to what the actor may see (deny by default)."""
+        raise NotImplementedError
+
+    def check_read(self, ctx: FhirContext, row: Any) -> None:
+        raise NotImplementedError
+
+    def audit_search(self, ctx: FhirContext, req: SearchRequest, returned: int) -> None:
+        """Searches of patient data are audited; registry searches need not be."""
+
+    # --- shapes -------------------------------------------------------------------------
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def create(self, ctx: FhirContext, resource: BaseModel) -> Written:
+        raise FhirError(
+            405, f"create is not supported for {self.resource_type}", code="not-supported"
+        )
+
+    def update(self, ctx: FhirContext, rid: uuid.UUID, resource: BaseModel) -> Written:
+        raise FhirError(
+            405, f"update is not supported for {self.resource_type}", code="not-supported"
+        )
+
+    # --- the generic part ---------------------------------------------------------------
+
+    def get_row(self, ctx: FhirContext, rid: str) -> Any:
+        try:
+            as_uuid = uuid.UUID(rid)
+        except ValueError:
+            as_uuid = None
+        row = None if as_uuid is None else ctx.session.get(self.model, as_uuid)
+        if row is None:
+            raise FhirError(404, f"{self.resource_type}/{rid} is not known", code="not-found")
+        return row
+
+    def read(self, ctx: FhirContext, rid: str) -> dict[str, Any]:
+        row = self.get_row(ctx, rid)
+        self.check_read(ctx, row)
+        return self.to_fhir(ctx, [row])[0]
+
+    def query(self, ctx: FhirContext, req: SearchRequest) -> Select[Any]:
+        query = self.scope(ctx, select(self.model), req)
+        for criterion in req.criteria:
+            query = self.params[criterion.name].apply(ctx, query, criterion)
+        return query
+
+    def search(
+        self, ctx: FhirContext, req: SearchRequest, *, count: bool = True
+    ) -> tuple[list[Any], int]:
+        query = self.query(ctx, req)
+        total = count_of(ctx, query) if count else -1
+        if req.summary_count:
+            self.audit_search(ctx, req, 0)
+            return [], total
+        order = [
+            self.sorts[name].desc() if desc else self.sorts[name].asc() for name, desc in req.sort
+        ]
+        order.append(self.sorts["_id"].asc())
+        rows = list(ctx.session.scalars(query.order_by(*order).limit(req.count).offset(req.offset)))
+        self.audit_search(ctx, req, len(rows))
+        return rows, (len(rows) if total < 0 else total)
+
+    def rows_by_ids(self, ctx: FhirContext, ids: list[uuid.UUID]) -> list[Any]:
+        """For _include: the rows the actor may see among these ids."""
+        if not ids:
+            return []
+        req = SearchRequest(criteria=[Criterion("_id", None, tuple(str(i) for i in ids))])
+        req.count = len(ids)
+        rows, _ = self.search(ctx, req)
+        return rows
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._mappers: dict[str, Mapper] = {}
+        self.not_yet_modelled: set[str] = set()
+
+    def register(self, mapper: Mapper) -> None:
+        self._mappers[mapper.resource_type] = mapper
+        self.not_yet_modelled.discard(mapper.resource_type)
+
+    def __contains__(self, resource_type: object) -> bool:
+        return resource_type in self._mappers
+
+    def __getitem__(self, resource_type: str) -> Mapper:
+        return self._mappers[resource_type]
+
+    def __iter__(self) -> Iterator[Mapper]:
+        return iter(sorted(self._mappers.values(), key=lambda m: m.resource_type))
+
+    def get(self, resource_type: str) -> Mapper:
+        mapper = self._mappers.get(resource_type)
+        if mapper is None:
+            raise FhirError(
+                404, f"resource type {resource_type!r} is not supported", code="not-supported"
+            )
+        return mapper
+
+    def writable(self, resource_type: str) -> bool:
+        mapper = self._mappers.get(resource_type)
+        return mapper is not None and CREATE in mapper.interactions

@@ -1,0 +1,148 @@
+"""The side tables: identifiers and codings the domain does not model."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import ARRAY, Uuid, any_, cast, select
+from sqlalchemy.orm import Session
+
+from medalliance.fhir.models import FhirCoding, FhirIdentifier
+from medalliance.kernel.errors import Conflict
+
+
+def in_ids(session: Session, column: Any, ids: Sequence[uuid.UUID]) -> Any:
+    """``column IN ids``; on PostgreSQL one array parameter (``= ANY``), so a long list
+    costs no query-text expansion."""
+    if session.get_bind().dialect.name == "postgresql" and len(ids) > 20:
+        return column == any_(cast(list(ids), ARRAY(Uuid())))
+    return column.in_(ids)
+
+
+def find(session: Session, resource_type: str, system: str, value: str) -> uuid.UUID | None:
+    return session.scalar(
+        select(FhirIdentifier.resource_id).where(
+            FhirIdentifier.resource_type == resource_type,
+            FhirIdentifier.system == system,
+            FhirIdentifier.value == value,
+        )
+    )
+
+
+def add_identifiers(
+    session: Session,
+    resource_type: str,
+    resource_id: uuid.UUID,
+    pairs: Iterable[tuple[str, str]],
+) -> None:
+    """Keep identifiers; one identifier names one resource of a type (409 otherwise)."""
+    wanted = list(dict.fromkeys(pairs))
+    if not wanted:
+        return
+    owners = {
+        (row[0], row[1]): row[2]
+        for row in session.execute(
+            select(FhirIdentifier.system, FhirIdentifier.value, FhirIdentifier.resource_id).where(
+                FhirIdentifier.resource_type == resource_type,
+                FhirIdentifier.value.in_([v for _, v in wanted]),
+            )
+        )
+    }
+    for system, value in wanted:
+        owner = owners.get((system, value))
+        if owner == resource_id:
+            continue
+        if owner is not None:
+            raise Conflict(
+                f"Identifier {system}|{value} already names {resource_type}/{owner}.",
+                field="identifier",
+            )
+        session.add(
+            FhirIdentifier(
+                resource_type=resource_type, resource_id=resource_id, system=system, value=value
+            )
+        )
+
+
+def identifiers_of(
+    session: Session, resource_type: str, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    if not ids:
+        return found
+    for row in session.execute(
+        select(FhirIdentifier.resource_id, FhirIdentifier.system, FhirIdentifier.value)
+        .where(
+            FhirIdentifier.resource_type == resource_type,
+            in_ids(session, FhirIdentifier.resource_id, ids),
+        )
+        .order_by(FhirIdentifier.created_at, FhirIdentifier.id)
+    ):
+        found.setdefault(row[0], []).append({"system": row[1], "value": row[2]})
+    return found
+
+
+def add_codings(
+    session: Session,
+    resource_type: str,
+    resource_id: uuid.UUID,
+    element: str,
+    codings: Iterable[tuple[str | None, str | None, str | None]],
+) -> None:
+    session.add_all(
+        FhirCoding(
+            resource_type=resource_type,
+            resource_id=resource_id,
+            element=element,
+            system=None if system is None else system[:255],
+            code=None if code is None else code[:100],
+            display=None if display is None else display[:500],
+        )
+        for system, code, display in codings
+    )
+
+
+def codings_of(
+    session: Session, resource_type: str, ids: Sequence[uuid.UUID]
+) -> dict[tuple[uuid.UUID, str], list[dict[str, Any]]]:
+    found: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = {}
+    if not ids:
+        return found
+    for row in session.scalars(
+        select(FhirCoding)
+        .where(
+            FhirCoding.resource_type == resource_type,
+            in_ids(session, FhirCoding.resource_id, ids),
+        )
+        .order_by(FhirCoding.id)
+    ):
+        coding = {
+            k: v
+            for k, v in (("system", row.system), ("code", row.code), ("display", row.display))
+            if v is not None
+        }
+        found.setdefault((row.resource_id, row.element), []).append(coding)
+    return found
+
+
+def ids_with_coding(resource_type: str, element: str, system: str | None, code: str) -> Any:
+    """A subquery of resource ids that carry this extra coding (for token search)."""
+    query = select(FhirCoding.resource_id).where(
+        FhirCoding.resource_type == resource_type,
+        FhirCoding.element == element,
+        FhirCoding.code == code,
+    )
+    if system is not None:
+        query = query.where(FhirCoding.system == system)
+    return query
+
+
+def ids_with_identifier(resource_type: str, system: str | None, value: str) -> Any:
+    query = select(FhirIdentifier.resource_id).where(
+        FhirIdentifier.resource_type == resource_type, FhirIdentifier.value == value
+    )
+    if system is not None:
+        query = query.where(FhirIdentifier.system == system)
+    return query

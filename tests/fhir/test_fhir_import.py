@@ -1,0 +1,266 @@
+"""`medalliance fhir import`: Synthea bundles and bulk NDJSON through the FHIR handler.
+
+Observation, DiagnosticReport, MedicationRequest, ImagingStudy and Device are NOT YET
+MODELLED: the results, prescriptions and monitoring capabilities are being built on
+other branches. Until their mappers are registered (one ``REGISTRY.register`` call each)
+the import counts them under "not yet modelled" — asserted exactly below — and never
+drops them silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from medalliance.domains.alliance.models import Institution, Practitioner
+from medalliance.domains.patients.models import Person
+from medalliance.fhir import handler, systems
+from medalliance.fhir.cli import import_actor
+from medalliance.fhir.context import FhirContext
+from medalliance.fhir.importer import Importer, ImportSummary
+from medalliance.fhir.resources import REGISTRY
+from medalliance.kernel.actor import Actor
+from tests.factories.alliance import AllianceFactory, InstitutionFactory
+
+DATA = Path(__file__).parent.parent / "data" / "fhir"
+SYNTHEA = DATA / "synthea-r4"
+BULK = DATA / "synthea-bulk-ndjson"
+PATIENTS = sorted(p for p in SYNTHEA.glob("*.json.gz") if "_" in p.name)
+REGISTRY_BUNDLES = sorted(SYNTHEA.glob("hospital*")) + sorted(SYNTHEA.glob("practitioner*"))
+MODELLED = {m.resource_type for m in REGISTRY if REGISTRY.writable(m.resource_type)}
+
+
+def _load(path: Path) -> dict[str, Any]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return dict(json.load(handle))
+
+
+def _input_counts(paths: list[Path]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for path in paths:
+        for entry in _load(path)["entry"]:
+            counts[entry["resource"]["resourceType"]] += 1
+    return counts
+
+
+@pytest.fixture
+def importer(session: Session, session_factory: sessionmaker[Session]) -> tuple[Importer, Actor]:
+    alliance = AllianceFactory()
+    member = InstitutionFactory(alliance=alliance)
+    session.flush()
+    actor = import_actor(member.id, member.code)
+    assert isinstance(actor, Actor)
+    return Importer(session_factory, actor, REGISTRY), actor
+
+
+def _stage(tmp_path: Path, files: list[Path]) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for f in files:
+        (folder / f.name).write_bytes(f.read_bytes())
+    return folder
+
+
+def _findable(session: Session, actor: Actor, paths: list[Path]) -> int:
+    """Every resource of a modelled type is found again by its sender's id."""
+    ctx = FhirContext(session=session, actor=actor, registry=REGISTRY)
+    checked = 0
+    for path in paths:
+        for entry in _load(path)["entry"]:
+            res = entry["resource"]
+            if res["resourceType"] not in MODELLED:
+                continue
+            bundle = handler.search(
+                ctx, res["resourceType"], [("identifier", f"{systems.SOURCE_ID}|{res['id']}")]
+            )
+            assert bundle["total"] == 1, (res["resourceType"], res["id"])
+            checked += 1
+    return checked
+
+
+def _check_summary(summary: ImportSummary, expected: Counter[str]) -> None:
+    assert summary.failed == []
+    for rtype, n in expected.items():
+        if rtype in MODELLED:
+            assert summary.created[rtype] + summary.already_present[rtype] == n, rtype
+        elif rtype in REGISTRY.not_yet_modelled:
+            assert summary.not_yet_modelled[rtype] == n, rtype
+        else:
+            assert summary.not_modelled[rtype] == n, rtype
+    assert summary.total_read == sum(expected.values())
+
+
+def test_synthea_bundles_import_with_nothing_lost(
+    importer: tuple[Importer, Actor], session: Session, tmp_path: Path
+) -> None:
+    imp, actor = importer
+    chosen = REGISTRY_BUNDLES + PATIENTS[:3]
+    institutions_before = session.scalar(select(func.count()).select_from(Institution)) or 0
+    summary = imp.run(_stage(tmp_path, chosen))
+    expected = _input_counts(chosen)
+    _check_summary(summary, expected)
+    # Results are not modelled yet: every Observation and DiagnosticReport is counted as such.
+    assert summary.not_yet_modelled["Observation"] == expected["Observation"] > 0
+    assert summary.not_yet_modelled["DiagnosticReport"] == expected["DiagnosticReport"] > 0
+    assert summary.not_modelled["Claim"] == expected["Claim"] > 0
+    assert summary.not_modelled["ExplanationOfBenefit"] == expected["ExplanationOfBenefit"] > 0
+    # the hospitals joined the registry once each, though every patient bundle repeats them
+    hospitals = {e["resource"]["id"] for e in _load(REGISTRY_BUNDLES[0])["entry"]}
+    institutions = session.scalar(select(func.count()).select_from(Institution)) or 0
+    assert institutions - institutions_before == len(hospitals)
+    assert summary.created["Organization"] == len(hospitals)
+    assert (
+        session.scalar(select(func.count()).select_from(Practitioner))
+        == summary.created["Practitioner"]
+    )
+    # Latin names without a resident ID register through the patients service
+    names = {p.name for p in session.scalars(select(Person))}
+    first = _load(PATIENTS[0])["entry"][0]["resource"]["name"][0]
+    assert f"{' '.join(first['given'])} {first['family']}" in names
+    assert _findable(session, actor, chosen) == sum(n for t, n in expected.items() if t in MODELLED)
+    # a second run creates nothing: the senders' ids map onto what exists
+    again = Importer(imp.factory, actor, REGISTRY).run(
+        _stage(tmp_path / "2", chosen) if (tmp_path / "2").mkdir() is None else tmp_path
+    )
+    assert sum(again.created.values()) == 0
+    assert sum(again.already_present.values()) == sum(
+        n for t, n in expected.items() if t in MODELLED
+    )
+
+
+@pytest.mark.slow
+def test_all_forty_synthea_bundles(
+    importer: tuple[Importer, Actor], session: Session, tmp_path: Path
+) -> None:
+    imp, actor = importer
+    chosen = REGISTRY_BUNDLES + PATIENTS
+    assert len(PATIENTS) == 40
+    summary = imp.run(_stage(tmp_path, chosen))
+    _check_summary(summary, _input_counts(chosen))
+    assert summary.created["Patient"] == 40
+    _findable(session, actor, chosen)
+
+
+def test_ndjson_dangling_references_are_reported_not_fatal(
+    importer: tuple[Importer, Actor], session: Session, tmp_path: Path
+) -> None:
+    imp, _ = importer
+    small = [
+        f
+        for f in sorted(BULK.glob("*.ndjson.gz"))
+        if f.name.split(".")[0] in ("Organization", "Patient", "AllergyIntolerance")
+    ]
+    folder = _stage(tmp_path, small)
+    with gzip.open(BULK / "Patient.000.ndjson.gz", "rt", encoding="utf-8") as handle:
+        patient_id = json.loads(handle.readline())["id"]
+    extra = [
+        # refers to an Observation the input does not hold: reported, the allergy is kept
+        {
+            "resourceType": "AllergyIntolerance",
+            "id": "a-1",
+            "code": {"text": "peanut"},
+            "category": ["food"],
+            "patient": {"reference": f"Patient/{patient_id}"},
+            "reaction": [{"manifestation": [{"text": "hives"}], "substance": {"text": "peanut"}}],
+            "note": [{"authorReference": {"reference": "Observation/missing-1"}, "text": "x"}],
+        },
+        # its required patient is missing: this one fails, the import goes on
+        {
+            "resourceType": "AllergyIntolerance",
+            "id": "a-2",
+            "code": {"text": "dust"},
+            "patient": {"reference": "Patient/missing-2"},
+        },
+    ]
+    (folder / "extra.ndjson").write_text("\n".join(json.dumps(x) for x in extra) + "\n")
+    summary = imp.run(folder)
+    assert summary.dangling == Counter({"Observation": 1, "Patient": 1})
+    assert summary.failed_by_type["AllergyIntolerance"] == 1
+    assert [why for _, why in summary.failed] == [
+        "AllergyIntolerance.patient: Patient/missing-2 refers to nothing on this server"
+    ]
+    assert summary.created["Patient"] == 13
+    assert summary.created["AllergyIntolerance"] == 12
+
+
+@pytest.mark.slow
+def test_bulk_ndjson_imports(
+    importer: tuple[Importer, Actor], session: Session, tmp_path: Path
+) -> None:
+    imp, _ = importer
+    files = sorted(BULK.glob("*.ndjson.gz"))
+    summary = imp.run(_stage(tmp_path, files))
+    assert summary.failed == []
+    assert summary.created["Patient"] == 13
+    expected: Counter[str] = Counter()
+    for f in files:
+        with gzip.open(f, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                rtype = json.loads(line).get("resourceType")
+                expected[rtype or "(not a FHIR resource)"] += 1
+    for rtype in (
+        "Encounter",
+        "Condition",
+        "Procedure",
+        "AllergyIntolerance",
+        "Organization",
+        "Practitioner",
+    ):
+        assert summary.created[rtype] == expected[rtype], rtype
+    assert summary.not_yet_modelled["MedicationRequest"] == expected["MedicationRequest"]
+    assert summary.not_yet_modelled["Device"] == expected["Device"]
+    assert summary.not_modelled["Immunization"] == expected["Immunization"]
+    # every reference of this set resolves (the files the source left out are not named)
+    assert summary.dangling == Counter()
+    # Synthea's hospital Locations are not departments: Encounter.location is left out
+    # and reported, the encounters are kept
+    assert summary.left_out["Location"] == expected["Encounter"]
+
+
+def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medalliance import wiring
+    from medalliance.cli import app
+    from medalliance.config import get_settings
+    from medalliance.db import migrate
+    from medalliance.db.engine import build_engine, build_session_factory
+    from medalliance.domains.alliance.models import Alliance
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    wiring.load_all()
+    migrate.upgrade(url)
+    factory = build_session_factory(build_engine(url))
+    with factory() as s:
+        alliance = Alliance(code="QH", name_zh="清河医联体", name_en="Qinghe")
+        s.add(alliance)
+        s.flush()
+        s.add(
+            Institution(
+                alliance_id=alliance.id,
+                code="LEAD",
+                name_zh="总院",
+                name_en="Lead",
+                tier="lead",
+                type="integrated",
+            )
+        )
+        s.commit()
+    monkeypatch.setenv("MEDALLIANCE_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        folder = _stage(tmp_path, [*REGISTRY_BUNDLES[:1], PATIENTS[0]])
+        result = CliRunner().invoke(app, ["fhir", "import", str(folder), "-i", "LEAD"])
+        missing = CliRunner().invoke(app, ["fhir", "import", str(folder), "-i", "NOPE"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "Observation" in result.output and "not yet modelled" in result.output
+    assert "Claim" in result.output
+    assert missing.exit_code == 2
