@@ -13,6 +13,7 @@ import typer
 
 from medalliance.config import Settings, get_settings
 from medalliance.domains.patients.mpi.cli import mpi_app
+from medalliance.domains.recommender.cli import tcm_app
 from medalliance.kernel.errors import ConfigurationError, DomainError
 from medalliance.kernel.roles import Role
 
@@ -29,6 +30,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(mpi_app, name="mpi", help="Master patient index: batch linkage, training.")
+app.add_typer(tcm_app, name="tcm")
 
 DEMO_DATABASE_URL = "sqlite:///./medalliance-demo.db"
 
