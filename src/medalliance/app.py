@@ -20,6 +20,7 @@ from medalliance.db.engine import build_engine, build_session_factory
 from medalliance.domains.alliance.router import router as alliance_router
 from medalliance.domains.patients.mpi.router import router as mpi_router
 from medalliance.domains.patients.router import router as patients_router
+from medalliance.domains.recommender.router import router as recommender_router
 from medalliance.domains.records.router import router as records_router
 from medalliance.jobs.router import router as jobs_router
 
@@ -90,6 +91,7 @@ def create_app(
         patients_router,
         mpi_router,
         records_router,
+        recommender_router,
         audit_router,
         jobs_router,
     )

@@ -47,6 +47,7 @@ from tests.api.access_matrix import (
     unique,
 )
 from tests.api.matrix_patients import PATIENT_ROUTES
+from tests.api.matrix_recommender import RECOMMENDER_ROUTES
 from tests.factories.access import DEFAULT_PASSWORD
 from tests.factories.alliance import BedFactory, DepartmentFactory, PractitionerFactory
 
@@ -383,6 +384,7 @@ ROUTES: list[RouteSpec] = [
     RouteSpec("POST", "/api/jobs/{job_id}/retry", P.JOBS_MANAGE, prepare=_dead_job),
     # patients, the MPI and the longitudinal record
     *PATIENT_ROUTES,
+    *RECOMMENDER_ROUTES,
 ]
 
 

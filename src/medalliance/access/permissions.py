@@ -21,6 +21,7 @@ class Permission(StrEnum):
     BREAK_GLASS_REVIEW = "access:break-glass-review"
     DEVICE_INGEST = "device:ingest"
     MPI_REVIEW = "mpi:review"  # the MPI review queue, link and unlink
+    TCM_RECOMMEND = "tcm:recommend"  # herb suggestions from symptoms (prescribers, pharmacists)
 
 
 _CLINICAL = {
@@ -49,9 +50,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.USERS_MANAGE,
         }
     ),
-    Role.CLINICIAN: frozenset(_CLINICAL | {Permission.MPI_REVIEW}),
+    Role.CLINICIAN: frozenset(_CLINICAL | {Permission.MPI_REVIEW, Permission.TCM_RECOMMEND}),
     Role.NURSE: frozenset(_CLINICAL | {Permission.BEDS_UPDATE, Permission.MPI_REVIEW}),
-    Role.PHARMACIST: frozenset(_CLINICAL),
+    Role.PHARMACIST: frozenset(_CLINICAL | {Permission.TCM_RECOMMEND}),
     Role.CARE_MANAGER: frozenset(_CLINICAL),
     # Researchers work on de-identified exports (analytics), never on identified records.
     Role.RESEARCHER: frozenset({Permission.REGISTRY_READ}),

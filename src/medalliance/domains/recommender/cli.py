@@ -43,7 +43,7 @@ def recommend(
     """The top k herbs for the symptoms, best first, after the safety check."""
     checker = safety.default_checker()
     try:
-        result = service.recommend(symptoms=service.parse_symptoms(symptoms), k=k, safety=checker)
+        result = service.recommend(symptoms=service.parse_names(symptoms), k=k, safety=checker)
     except InvalidInput as exc:
         _fail(f"Cannot recommend: {exc.detail}")
         return
@@ -81,7 +81,7 @@ def recommend_batch(
     problems = 0
     for number, line in enumerate(lines, start=1):
         try:
-            result = service.recommend(symptoms=service.parse_symptoms(line), k=k, safety=checker)
+            result = service.recommend(symptoms=service.parse_names(line), k=k, safety=checker)
         except InvalidInput as exc:
             _warn(f"line {number}: {exc.detail}")
             output.append("")

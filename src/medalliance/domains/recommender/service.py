@@ -55,7 +55,7 @@ def shipped_model() -> HerbModel:
     return load_shipped()
 
 
-def parse_symptoms(text: str) -> list[str]:
+def parse_names(text: str) -> list[str]:
     """Names separated by spaces (or commas, 、, ;), duplicates dropped, order kept."""
     return list(dict.fromkeys(part for part in SEPARATORS.split(text) if part))
 
