@@ -41,6 +41,7 @@ REGISTRY: dict[str, str] = {
     "mpi_online_match": "benchmarks.bench_patient_reads.mpi_online_match",
     "timeline_read": "benchmarks.bench_patient_reads.timeline_read",
     "mpi_linkage": "benchmarks.bench_mpi_linkage",
+    "recommender": "benchmarks.bench_recommender",
 }
 
 HEADER = """\
