@@ -93,3 +93,13 @@ def _none() -> service.SafetyChecker:
     from medalliance.domains.recommender.safety import NOT_CONNECTED
 
     return NOT_CONNECTED
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["tcm"], ["tcm", "recommend"], ["tcm", "recommend-batch"], ["tcm", "train-recommender"]],
+)
+def test_tcm_commands_have_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output

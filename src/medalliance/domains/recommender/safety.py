@@ -11,7 +11,12 @@ patient: the recommender only ever calls ``check``.
 
 Herb names: the SMGCN vocabulary uses plain Chinese herb names (甘草, 半夏, 附子 …, see
 ``data/herb_mapping.txt``), so a checker keyed by the catalogue's Chinese name matches
-them directly; processed forms (炙甘草, 法半夏) are separate entries in both.
+them directly; processed forms (炙甘草, 法半夏) are separate entries in both. Checked
+against ``../shared/reference/tcm/herbs.csv`` (251 herbs): 239 names are identical; of
+the other 12 some have a near form here (败酱草/败酱, 益智仁/益智, 京大戟/大戟) and some
+only look alike (淡竹叶 is not 竹叶), so aliases need a reviewed table, never substring
+matching. Most of the 753 SMGCN herbs are not in that catalogue at all: a checker should
+say so (a warning) rather than pass them silently.
 
 Until the TCM domain is wired in, ``default_checker()`` returns ``NOT_CONNECTED``, which
 finds nothing and says so: every response carries the checker's name and whether a real
