@@ -45,7 +45,7 @@ def test_recommend_refuses_bad_input(args: list[str], message: str) -> None:
 
 def test_recommend_batch_keeps_one_line_per_case(tmp_path: Path) -> None:
     cases = tmp_path / "cases.txt"
-    cases.write_text("咳嗽 头痛\n\n发烧了\n腹痛\n", encoding="utf-8")
+    cases.write_text("\ufeff咳嗽 头痛\r\n\r\n发烧了\r\n腹痛\r\n", encoding="utf-8")  # BOM, CRLF
     out = tmp_path / "herbs.txt"
     result = runner.invoke(
         app, ["tcm", "recommend-batch", "--input", str(cases), "--k", "3", "--out", str(out)]

@@ -148,3 +148,16 @@ def test_symptom_lookup_by_name_and_pinyin() -> None:
     counts = [e.prescriptions for e in frequent]
     assert len(frequent) == 5 and counts == sorted(counts, reverse=True)
     assert service.search_symptoms("zzzz") == []
+
+
+def test_an_installed_checker_is_the_default() -> None:
+    from medalliance.domains.recommender import safety
+
+    checker = ForbiddenPair(pair=("甘草", "甘遂"), caution="附子")
+    assert safety.default_checker() is safety.NOT_CONNECTED
+    safety.install(checker)
+    try:
+        assert safety.default_checker() is checker
+    finally:
+        safety._installed.clear()
+    assert safety.default_checker() is safety.NOT_CONNECTED

@@ -72,7 +72,7 @@ def recommend_batch(
     if not service.MIN_K <= k <= service.MAX_K:
         _fail(f"k must be between {service.MIN_K} and {service.MAX_K}, got {k}.")
     try:
-        lines = input_file.read_text(encoding="utf-8").splitlines()
+        lines = input_file.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not a name
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"Cannot read {input_file}: {exc}")
         return
