@@ -10,12 +10,12 @@ import gzip
 import hashlib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-DATA_PACKAGE = "medalliance.domains.recommender.data"
+DATA_DIR = Path(__file__).resolve().parent / "data"  # shipped in the wheel with the code
 PRESCRIPTIONS_FILE = "smgcn_prescriptions.txt.gz"
 SYMPTOMS_FILE = "sym_mapping.txt"
 HERBS_FILE = "herb_mapping.txt"
@@ -71,7 +71,7 @@ class Split:
 
 
 def _read(name: str) -> bytes:
-    return resources.files(DATA_PACKAGE).joinpath(name).read_bytes()
+    return (DATA_DIR / name).read_bytes()
 
 
 def _vocabulary(name: str) -> Vocabulary:

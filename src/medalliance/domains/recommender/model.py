@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medalliance.domains.recommender.dataset import DATA_DIR
+
 MODEL_FILE = "model.npz"
 METADATA_FILE = "model.json"
 TIE_BREAK = 1e-6
@@ -134,7 +136,7 @@ def load(path: Path) -> HerbModel:
 
 def shipped_directory() -> Path:
     """The package's ``data/`` folder (a real directory: the package is not zipped)."""
-    return Path(__file__).resolve().parent / "data"
+    return DATA_DIR
 
 
 def load_shipped() -> HerbModel:
