@@ -114,7 +114,10 @@ def train_recommender(
     started = time.perf_counter()
     result = training.train(progress=lambda message: typer.echo(message, err=True))
     directory = out or model.shipped_directory()
-    result.model.save(directory, result.metadata)
+    try:
+        result.model.save(directory, result.metadata)
+    except OSError as exc:  # e.g. an installed, read-only package: use --out
+        _fail(f"Cannot write the model to {directory}: {exc}", code=1)
     service.shipped_model.cache_clear()
     split = result.metadata["split"]
     typer.echo(
