@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medalliance.domains.recommender import dataset
+from medalliance.domains.recommender import dataset, training
 from medalliance.domains.recommender.metrics import (
     paired_difference,
+    paired_difference_by_group,
     precision_recall_at,
     top_k,
 )
@@ -75,3 +76,27 @@ def test_the_shipped_data_is_the_provenance_file() -> None:
 def test_multi_hot_marks_the_members() -> None:
     matrix = dataset.multi_hot(((0, 2), (1,)), np.array([1, 0]), 3)
     assert matrix.tolist() == [[0, 1, 0], [1, 0, 1]]
+
+
+def test_paired_difference_by_group_splits_the_cases() -> None:
+    # Group "1": a hits both cases at k=1, b neither; group "2": both hit their one case.
+    truth = np.array([[1, 0], [0, 1], [1, 0]], dtype=np.float32)
+    a = np.array([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1]])
+    b = np.array([[0.1, 0.9], [0.9, 0.1], [0.9, 0.1]])
+    result = paired_difference_by_group(a, b, truth, ["1", "1", "2"], k=1)
+    assert list(result) == ["1", "2"]
+    assert result["1"] == {
+        "cases": 2.0,
+        "P@1 a": 1.0,
+        "P@1 b": 0.0,
+        "difference": 1.0,
+        "standard error": 0.0,
+    }
+    assert result["2"] == {"cases": 1.0, "P@1 a": 1.0, "P@1 b": 1.0}  # no error for one case
+    with pytest.raises(ValueError, match="group labels"):
+        paired_difference_by_group(a, b, truth, ["1"], k=1)
+
+
+def test_cases_are_grouped_by_number_of_symptoms() -> None:
+    x = np.array([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=np.float32)
+    assert training.symptom_count_groups(x) == ["1", "2", "4+"]

@@ -66,6 +66,11 @@ def test_shipped_model_beats_both_baselines_on_validation(
     metadata = shipped_metadata()
     assert metadata["data"]["sha256"] == dataset.data_sha256()
     assert metadata["metrics"]["model"]["validation"]["P@5"] == pytest.approx(ours["P@5"])
+    # The breakdown by number of symptoms covers every case and averages back to the total.
+    groups = metadata["model_minus_conditional_by_symptom_count"]["validation"]
+    assert sum(g["cases"] for g in groups.values()) == len(validation.x)
+    weighted = sum(g["cases"] * g["P@5 a"] for g in groups.values()) / len(validation.x)
+    assert weighted == pytest.approx(ours["P@5"], abs=1e-6)
 
 
 def test_one_query_scores_like_the_batch(validation: Validation, model: HerbModel) -> None:

@@ -130,6 +130,12 @@ def train_recommender(
             f"Model − conditional frequency, P@5 on {part}: "
             f"{gain['P@5 difference']:+.4f} ± {gain['standard error']:.4f} (paired s.e.)"
         )
+    for part, groups in result.by_symptom_count.items():
+        cells = ", ".join(
+            f"{count} symptom(s) {g['P@5 a']:.4f} vs {g['P@5 b']:.4f} ({g['cases']:.0f} cases)"
+            for count, g in groups.items()
+        )
+        typer.echo(f"P@5 on {part} by number of symptoms, model vs frequency: {cells}")
     typer.echo(
         f"Blend weight {result.model.blend:g} (chosen on validation P@5). "
         f"Trained in {time.perf_counter() - started:.1f} s; wrote {directory}."

@@ -48,3 +48,32 @@ def paired_difference(
     hits_b = np.take_along_axis(truth, top_k(scores_b, k), axis=1).sum(axis=1) / k
     diff = hits_a - hits_b
     return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+
+
+def paired_difference_by_group(
+    scores_a: NDArray[np.floating],
+    scores_b: NDArray[np.floating],
+    truth: NDArray[np.floating],
+    groups: Sequence[str],
+    k: int = 5,
+) -> dict[str, dict[str, float]]:
+    """Precision@k of a and b, and their paired difference, within each group of cases
+    (e.g. by number of query symptoms): where a model helps, not just how much on average.
+    Groups come in sorted order."""
+    if len(groups) != len(truth):
+        raise ValueError(f"{len(groups)} group labels for {len(truth)} cases")
+    labels = np.asarray(groups)
+    result: dict[str, dict[str, float]] = {}
+    for group in sorted(set(groups)):
+        rows = labels == group
+        a, b, y = scores_a[rows], scores_b[rows], truth[rows]
+        summary = {
+            "cases": float(rows.sum()),
+            f"P@{k} a": precision_recall_at(a, y, cutoffs=(k,))[f"P@{k}"],
+            f"P@{k} b": precision_recall_at(b, y, cutoffs=(k,))[f"P@{k}"],
+        }
+        if rows.sum() > 1:  # a standard error needs two cases
+            difference, error = paired_difference(a, b, y, k)
+            summary |= {"difference": difference, "standard error": error}
+        result[group] = summary
+    return result

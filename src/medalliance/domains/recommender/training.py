@@ -29,6 +29,7 @@ from medalliance.domains.recommender import dataset
 from medalliance.domains.recommender.metrics import (
     CUTOFFS,
     paired_difference,
+    paired_difference_by_group,
     precision_recall_at,
 )
 from medalliance.domains.recommender.model import TIE_BREAK, Array, HerbModel
@@ -41,6 +42,7 @@ BATCH = 128
 LEARNING_RATE = 1e-3
 BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 SELECTION_METRIC = "P@5"
+BY_COUNT_CAP = 4  # cases with 4 or more symptoms are grouped together (few of them)
 
 Metrics = dict[str, float]
 
@@ -59,6 +61,8 @@ class TrainingResult:
     metrics: dict[str, dict[str, Metrics]]  # method -> part -> metric -> value
     blend_scores: dict[str, float]  # blend weight -> validation P@5
     gains: dict[str, dict[str, float]]  # part -> paired P@5 difference over the baseline
+    # part -> number of query symptoms -> P@5 of model and baseline, paired difference
+    by_symptom_count: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -69,6 +73,12 @@ def fit_frequencies(x: Array, y: Array) -> tuple[Array, Array]:
     conditional = (x.T @ y) / np.maximum(counts, 1.0)[:, None]
     popularity = y.mean(axis=0)
     return conditional.astype(np.float32), popularity.astype(np.float32)
+
+
+def symptom_count_groups(x: Array, cap: int = BY_COUNT_CAP) -> list[str]:
+    """Label each case by its number of symptoms: "1", "2", …, f"{cap}+"."""
+    counts = x.sum(axis=1).astype(int)
+    return [f"{cap}+" if c >= cap else str(c) for c in counts]
 
 
 def popularity_scores(popularity: Array, cases: int) -> Array:
@@ -192,6 +202,7 @@ def train(
 
     metrics: dict[str, dict[str, Metrics]] = {"popularity": {}, "conditional": {}, "model": {}}
     gains: dict[str, dict[str, float]] = {}
+    by_count: dict[str, dict[str, dict[str, float]]] = {}
     for part, (x, y) in held_out.items():
         baseline = conditional_frequency_scores(x, conditional, popularity)
         ours = model.scores(x)
@@ -200,6 +211,7 @@ def train(
         metrics["model"][part] = precision_recall_at(ours, y)
         difference, error = paired_difference(ours, baseline, y, k=5)
         gains[part] = {"P@5 difference": difference, "standard error": error}
+        by_count[part] = paired_difference_by_group(ours, baseline, y, symptom_count_groups(x))
     seconds["total"] = time.perf_counter() - started
 
     metadata = {
@@ -224,9 +236,11 @@ def train(
         },
         "metrics": metrics,
         "model_minus_conditional": gains,
+        # "P@5 a" is the model, "P@5 b" the conditional frequency
+        "model_minus_conditional_by_symptom_count": by_count,
         "training_seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
-    return TrainingResult(model, metrics, blend_scores, gains, seconds, metadata)
+    return TrainingResult(model, metrics, blend_scores, gains, by_count, seconds, metadata)
 
 
 def _with_blend(model: HerbModel, blend: float) -> HerbModel:
