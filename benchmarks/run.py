@@ -47,6 +47,7 @@ REGISTRY: dict[str, str] = {
     "results_hl7_ingest": "benchmarks.bench_results_hl7",
     "fhir_ingest": "benchmarks.bench_fhir_ingest",
     "fhir_everything": "benchmarks.bench_fhir_everything",
+    "recommender": "benchmarks.bench_recommender",
 }
 
 HEADER = """\

@@ -21,6 +21,7 @@ from medalliance.domains.alliance.router import router as alliance_router
 from medalliance.domains.monitoring.router import router as monitoring_router
 from medalliance.domains.patients.mpi.router import router as mpi_router
 from medalliance.domains.patients.router import router as patients_router
+from medalliance.domains.recommender.router import router as recommender_router
 from medalliance.domains.records.router import router as records_router
 from medalliance.domains.results.router import router as results_router
 from medalliance.domains.tcm.router import router as tcm_router
@@ -98,6 +99,7 @@ def create_app(
         tcm_router,
         results_router,
         hl7v2_router,
+        recommender_router,
         audit_router,
         jobs_router,
         monitoring_router,

@@ -14,6 +14,7 @@ import typer
 from medalliance.config import Settings, get_settings
 from medalliance.domains.monitoring import cli as monitoring_cli
 from medalliance.domains.patients.mpi.cli import mpi_app
+from medalliance.domains.recommender import cli as recommender_cli  # noqa: F401 - adds tcm commands
 from medalliance.domains.results.cli import results_app
 from medalliance.domains.tcm.cli import tcm_app
 from medalliance.fhir.cli import fhir_app
@@ -34,7 +35,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(mpi_app, name="mpi", help="Master patient index: batch linkage, training.")
-app.add_typer(tcm_app, name="tcm", help="TCM reference data and the safety check.")
+app.add_typer(
+    tcm_app, name="tcm", help="TCM: reference data, the safety check, herb recommendation."
+)
 app.add_typer(results_app, name="results")
 app.add_typer(hl7_app, name="hl7")
 app.add_typer(fhir_app, name="fhir")

@@ -48,6 +48,7 @@ from tests.api.access_matrix import (
 )
 from tests.api.matrix_monitoring import MONITORING_ROUTES
 from tests.api.matrix_patients import PATIENT_ROUTES
+from tests.api.matrix_recommender import RECOMMENDER_ROUTES
 from tests.api.matrix_results import RESULT_ROUTES
 from tests.api.matrix_tcm import TCM_ROUTES
 from tests.factories.access import DEFAULT_PASSWORD
@@ -389,6 +390,7 @@ ROUTES: list[RouteSpec] = [
     *TCM_ROUTES,
     *MONITORING_ROUTES,
     *RESULT_ROUTES,
+    *RECOMMENDER_ROUTES,
 ]
 
 

@@ -26,6 +26,7 @@ class Permission(StrEnum):
     # Results: an HL7 v2 interface posts for its own institution only (MSH-4).
     HL7_INGEST = "interop:hl7v2-ingest"
     RESULTS_CATALOGUE_MANAGE = "results:catalogue-manage"  # recognised items, lab EQA
+    TCM_RECOMMEND = "tcm:recommend"  # herb suggestions from symptoms (prescribers, pharmacists)
 
 
 _CLINICAL = {
@@ -56,10 +57,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.CLINICIAN: frozenset(
-        _CLINICAL | {Permission.MPI_REVIEW, Permission.PRESCRIBE, Permission.MONITORING_THRESHOLDS}
+        _CLINICAL
+        | {
+            Permission.MPI_REVIEW,
+            Permission.PRESCRIBE,
+            Permission.MONITORING_THRESHOLDS,
+            Permission.TCM_RECOMMEND,
+        }
     ),
     Role.NURSE: frozenset(_CLINICAL | {Permission.BEDS_UPDATE, Permission.MPI_REVIEW}),
-    Role.PHARMACIST: frozenset(_CLINICAL),
+    Role.PHARMACIST: frozenset(_CLINICAL | {Permission.TCM_RECOMMEND}),
     Role.CARE_MANAGER: frozenset(_CLINICAL),
     # Researchers work on de-identified exports (analytics), never on identified records.
     Role.RESEARCHER: frozenset({Permission.REGISTRY_READ}),

@@ -1,0 +1,1 @@
+"""TCM herb recommendation from symptoms (SMGCN prescriptions; NumPy at run time)."""
