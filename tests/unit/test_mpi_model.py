@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rapidfuzz.distance import DamerauLevenshtein
 
+from medalliance.domains.patients import identity
 from medalliance.domains.patients.mpi import blocking, comparisons, features, synthetic, training
 from medalliance.domains.patients.mpi.comparisons import COMPARISONS, level_matrix, levels
 from medalliance.domains.patients.mpi.features import Features, FeatureTable
@@ -380,3 +381,25 @@ def _no_numpy_warnings() -> Iterator[None]:
 def test_probabilities_saturate_without_overflow() -> None:
     weights = np.array([-1e6, -61.0, -60.0, 0.0, 60.0, 61.0, 1e6])
     assert probabilities(weights).tolist() == [probability(w) for w in weights.tolist()]
+
+
+# -- the synthetic registry -------------------------------------------------------------
+
+
+def test_invented_people_never_share_a_resident_id() -> None:
+    first = synthetic.registry(3000, duplicate_rate=0.0, seed=5)
+    taken = {r.id_number for r in first if r.id_number}
+    assert len(taken) == len(first)
+    # The same seed draws the same numbers again: every one clashes and must be moved.
+    again = synthetic.registry(3000, duplicate_rate=0.0, seed=5, taken_ids=set(taken))
+    numbers = [r.id_number for r in again if r.id_number]
+    assert len(set(numbers)) == len(again)
+    assert not set(numbers) & taken
+    for rec in again:
+        assert rec.id_number is not None
+        resident = identity.parse(rec.id_number)
+        identity.check_agreement(resident, birth_date=rec.birth_date, sex=rec.sex)
+    # Nothing but the number (and, only when a day is full, the birth date) changes.
+    assert [(r.family_name, r.given_name, r.phone) for r in again] == [
+        (r.family_name, r.given_name, r.phone) for r in first
+    ]
