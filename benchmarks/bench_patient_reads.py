@@ -17,13 +17,20 @@ in every round. Sizes are parameters: ``MEDALLIANCE_BENCH_MPI_PERSONS`` and
 ``MEDALLIANCE_BENCH_TIMELINE_PATIENTS`` in the environment, or
 
     python -m benchmarks.bench_patient_reads [NAME ...] --persons N --timeline-patients N
-        [any option of python -m benchmarks.run]
+        [--reuse] [any option of python -m benchmarks.run]
+
+Each benchmark loads its own database: the --database-url name with ``_mpi`` or
+``_timeline`` appended. Loading a million persons takes minutes, so with ``--reuse`` (or
+``MEDALLIANCE_BENCH_REUSE=1``) a database loaded before with the same parameters and the
+same generator is kept: only new migrations are applied. Every measurement rolls back,
+so a reused database holds what a fresh load would (plus the HTTP variant's audit rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import math
 import os
@@ -37,8 +44,8 @@ import types
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,7 @@ import httpx
 import psycopg
 from psycopg import sql
 from sqlalchemy import Engine, event, select
+from sqlalchemy.engine import make_url
 
 from benchmarks.harness import (
     BenchmarkError,
@@ -86,6 +94,9 @@ from medalliance.kernel.roles import Role
 MODULE = "benchmarks.bench_patient_reads"
 PERSONS_ENV = "MEDALLIANCE_BENCH_MPI_PERSONS"
 TIMELINE_PATIENTS_ENV = "MEDALLIANCE_BENCH_TIMELINE_PATIENTS"
+REUSE_ENV = "MEDALLIANCE_BENCH_REUSE"
+FIXTURE_TABLE = "bench_fixture"
+FIXTURE_VERSION = 2  # bump when the loader writes other rows
 DEFAULT_PERSONS = 1_000_000
 DEFAULT_TIMELINE_PATIENTS = 100_000
 TARGET_MS = 50.0  # issue 3: p99 ≤ 50 ms for both
@@ -355,6 +366,7 @@ class Loaded:
     vacuum_seconds: float = 0.0
     record_ids: list[uuid.UUID] = field(default_factory=list)  # a sample, for PK lookups
     held_out: list[HeldOut] = field(default_factory=list)
+    reused: bool = False  # loaded by an earlier run (--reuse)
 
 
 # (record id, institution) of each loaded record, for histories written beside it
@@ -462,13 +474,16 @@ def load_registry(
     chunks = math.ceil(persons / CHUNK)
     original_at = _ts(NOW - timedelta(days=400))
     duplicate_at = _ts(NOW - timedelta(days=200))
+    taken_ids: set[str] = set()  # one resident ID per invented person across all chunks
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
         # The rows are consistent by construction: skip the per-row foreign-key triggers.
         cur.execute("SET session_replication_role = replica")
         cur.execute("SET synchronous_commit = off")
         for chunk in range(chunks):
             size = min(CHUNK, persons - chunk * CHUNK)
-            records = synthetic.registry(size, duplicate_rate=DUPLICATE_RATE, seed=seed + chunk)
+            records = synthetic.registry(
+                size, duplicate_rate=DUPLICATE_RATE, seed=seed + chunk, taken_ids=taken_ids
+            )
             held: set[str] = set()
             if chunk == chunks - 1 and hold_out:
                 duplicates = [r for r in records if "-D" in r.record_id]
@@ -685,14 +700,117 @@ def _latency_ratios(top: Variant, bottom: Variant, what: str) -> list[Ratio]:
     ]
 
 
-def _setup(options: Options) -> tuple[str, str, list[Institution]]:
-    url = normalise_url(options.database_url)
+def _own_url(options: Options, suffix: str) -> str:
+    """This benchmark's own database: the --database-url name plus ``suffix``."""
+    url = make_url(normalise_url(options.database_url))
+    return url.set(database=f"{url.database}_{suffix}").render_as_string(hide_password=False)
+
+
+def _reuse_requested() -> bool:
+    return os.environ.get(REUSE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def fixture_key(**parameters: object) -> str:
+    """What a loaded database was built from: the parameters, the loader's version and
+    the synthetic generator's source (another generator gives other people)."""
+    source = Path(synthetic.__file__).read_bytes()
+    return json.dumps(
+        {
+            **parameters,
+            "version": FIXTURE_VERSION,
+            "chunk": CHUNK,
+            "duplicate_rate": DUPLICATE_RATE,
+            "synthetic": hashlib.sha256(source).hexdigest()[:16],
+        },
+        sort_keys=True,
+    )
+
+
+def _stored_fixture(conninfo: str, key: str) -> dict[str, Any] | None:
+    """The payload saved beside a database loaded with ``key``, if it exists."""
+    try:
+        with psycopg.connect(conninfo, connect_timeout=5) as conn:
+            row = conn.execute(
+                sql.SQL("SELECT payload FROM {} WHERE key = %s").format(
+                    sql.Identifier(FIXTURE_TABLE)
+                ),
+                (key,),
+            ).fetchone()
+    except psycopg.Error:  # no such database or table
+        return None
+    return None if row is None else dict(json.loads(row[0]))
+
+
+def store_fixture(conninfo: str, key: str, payload: dict[str, Any]) -> None:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, payload text)").format(
+                sql.Identifier(FIXTURE_TABLE)
+            )
+        )
+        conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(FIXTURE_TABLE)))
+        conn.execute(
+            sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(sql.Identifier(FIXTURE_TABLE)),
+            (key, json.dumps(payload, ensure_ascii=False)),
+        )
+
+
+def _setup(
+    options: Options, suffix: str, key: str
+) -> tuple[str, str, list[Institution], dict[str, Any] | None]:
+    """(url, conninfo, institutions, stored payload): the stored payload when a database
+    loaded with ``key`` is reused (then only new migrations run), else None after the
+    database was recreated, migrated and seeded."""
+    url = _own_url(options, suffix)
     conninfo = _conninfo(url)
     wiring.load_all()
+    stored = _stored_fixture(conninfo, key) if _reuse_requested() else None
+    if stored is not None:
+        print("  reusing the loaded database (--reuse) …", flush=True)
+        migrate.upgrade(url)
+        return url, conninfo, _institutions(conninfo), stored
     recreate_database(url)
     migrate.upgrade(url)
     seed_demo(url, patients=0)  # the alliance, institutions and accounts; no patients
-    return url, conninfo, _institutions(conninfo)
+    return url, conninfo, _institutions(conninfo), None
+
+
+def _record_json(rec: synthetic.SyntheticRecord) -> dict[str, Any]:
+    data = asdict(rec)
+    data.update(sex=rec.sex.value, birth_date=rec.birth_date.isoformat())
+    return data
+
+
+def _record_of(data: dict[str, Any]) -> synthetic.SyntheticRecord:
+    return synthetic.SyntheticRecord(
+        **{**data, "sex": Sex(data["sex"]), "birth_date": date.fromisoformat(data["birth_date"])}
+    )
+
+
+def _loaded_json(loaded: Loaded) -> dict[str, Any]:
+    return {
+        "rows": dict(loaded.rows),
+        "seconds": loaded.seconds,
+        "vacuum_seconds": loaded.vacuum_seconds,
+        "record_ids": [str(i) for i in loaded.record_ids],
+        "held_out": [
+            {"record": _record_json(h.record), "person_id": str(h.person_id)}
+            for h in loaded.held_out
+        ],
+    }
+
+
+def _loaded_of(data: dict[str, Any]) -> Loaded:
+    return Loaded(
+        rows=Counter(data["rows"]),
+        seconds=float(data["seconds"]),
+        vacuum_seconds=float(data["vacuum_seconds"]),
+        record_ids=[uuid.UUID(i) for i in data["record_ids"]],
+        held_out=[
+            HeldOut(_record_of(h["record"]), uuid.UUID(h["person_id"])) for h in data["held_out"]
+        ],
+        reused=True,
+    )
 
 
 # --- mpi_online_match ------------------------------------------------------------------------
@@ -898,13 +1016,23 @@ def _explain(conn: psycopg.Connection[Any], statement: str, parameters: Any) -> 
 def run_mpi_online_match(options: Options) -> BenchmarkResult:
     started = time.monotonic()
     persons = _env_int(PERSONS_ENV, DEFAULT_PERSONS)
-    url, conninfo, institutions = _setup(options)
+    key = fixture_key(benchmark=MPI_NAME, persons=persons, seed=MPI_SEED, hold=QUERIES_PER_KIND)
+    url, conninfo, institutions, stored = _setup(options, "mpi", key)
     setup_s = time.monotonic() - started
-    print(f"  loading {persons:,} persons …", flush=True)
-    loaded = load_registry(
-        conninfo, institutions, persons, seed=MPI_SEED, hold_out=QUERIES_PER_KIND, label="MPI: "
-    )
-    loaded.vacuum_seconds = vacuum_analyze(conninfo, REGISTRY_TABLES)
+    if stored is not None:
+        loaded = _loaded_of(stored)
+    else:
+        print(f"  loading {persons:,} persons …", flush=True)
+        loaded = load_registry(
+            conninfo,
+            institutions,
+            persons,
+            seed=MPI_SEED,
+            hold_out=QUERIES_PER_KIND,
+            label="MPI: ",
+        )
+        loaded.vacuum_seconds = vacuum_analyze(conninfo, REGISTRY_TABLES)
+        store_fixture(conninfo, key, _loaded_json(loaded))
     _release()
     new_people, id_clashes = _new_people(conninfo)
     registrations = _registrations(loaded.held_out, new_people)
@@ -1074,7 +1202,8 @@ def run_mpi_online_match(options: Options) -> BenchmarkResult:
         "registered again at another member, linked as the MPI would).",
         database_settings(conninfo),
         f"Load (COPY, foreign-key triggers off): {loaded.seconds:.0f} s; VACUUM ANALYZE "
-        f"{loaded.vacuum_seconds:.0f} s; create, migrate, seed {setup_s:.1f} s.",
+        f"{loaded.vacuum_seconds:.0f} s; create, migrate, seed {setup_s:.1f} s"
+        + (" (database reused from an earlier load: migrations only)." if loaded.reused else "."),
         f"Registrations per round: {len(registrations)} ({QUERIES_PER_KIND} held-out "
         "duplicates of indexed people with the registry's typical errors, "
         f"{QUERIES_PER_KIND} new people, {QUERIES_PER_KIND} new people named "
@@ -1384,21 +1513,42 @@ def _http_prepare(base_url: str, person_id: uuid.UUID) -> tuple[dict[str, str], 
 def run_timeline_read(options: Options) -> BenchmarkResult:
     started = time.monotonic()
     patients = _env_int(TIMELINE_PATIENTS_ENV, DEFAULT_TIMELINE_PATIENTS)
-    url, conninfo, institutions = _setup(options)
+    key = fixture_key(benchmark=TIMELINE_NAME, patients=patients, seed=TIMELINE_SEED)
+    url, conninfo, institutions, stored = _setup(options, "timeline", key)
     setup_s = time.monotonic() - started
     engine = build_engine(url)
     actor = _clinician(engine)
-    print(f"  loading {patients:,} patients with histories …", flush=True)
-    loaded = load_registry(
-        conninfo,
-        institutions,
-        patients,
-        seed=TIMELINE_SEED,
-        on_records=_background(TIMELINE_SEED + 500_000),
-        label="timeline: ",
-    )
-    target = load_target(conninfo, institutions, str(actor.institution_id))
-    loaded.vacuum_seconds = vacuum_analyze(conninfo, (*REGISTRY_TABLES, *ENTRY_COLUMNS))
+    if stored is not None:
+        loaded = _loaded_of(stored["loaded"])
+        target = Target(
+            uuid.UUID(stored["target"]["person_id"]),
+            list(stored["target"]["institutions"]),
+            int(stored["target"]["entries"]),
+        )
+    else:
+        print(f"  loading {patients:,} patients with histories …", flush=True)
+        loaded = load_registry(
+            conninfo,
+            institutions,
+            patients,
+            seed=TIMELINE_SEED,
+            on_records=_background(TIMELINE_SEED + 500_000),
+            label="timeline: ",
+        )
+        target = load_target(conninfo, institutions, str(actor.institution_id))
+        loaded.vacuum_seconds = vacuum_analyze(conninfo, (*REGISTRY_TABLES, *ENTRY_COLUMNS))
+        store_fixture(
+            conninfo,
+            key,
+            {
+                "loaded": _loaded_json(loaded),
+                "target": {
+                    "person_id": str(target.person_id),
+                    "institutions": target.institutions,
+                    "entries": target.entries,
+                },
+            },
+        )
     _release()
     background_entries = sum(n for t, n in loaded.rows.items() if t in ENTRY_COLUMNS)
 
@@ -1561,7 +1711,8 @@ def run_timeline_read(options: Options) -> BenchmarkResult:
         "(1-3 visits each with diagnosis, notes, procedures, medications, allergies).",
         database_settings(conninfo),
         f"Load (COPY, foreign-key triggers off): {loaded.seconds:.0f} s; VACUUM ANALYZE "
-        f"{loaded.vacuum_seconds:.0f} s; create, migrate, seed {setup_s:.1f} s.",
+        f"{loaded.vacuum_seconds:.0f} s; create, migrate, seed {setup_s:.1f} s"
+        + (" (database reused from an earlier load: migrations only)." if loaded.reused else "."),
         f"In-process: {TIMELINE_CALLS} calls per round after one warm-up call, one at a "
         "time, each rolled back after its audit rows were appended (COMMIT not timed); "
         "'server CPU' is the Python process (PostgreSQL excluded). HTTP: one connection, "
@@ -1618,7 +1769,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help=f"patients loaded for the timeline (default {DEFAULT_TIMELINE_PATIENTS:,})",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a database loaded before with the same parameters (only migrate it)",
+    )
     args, rest = parser.parse_known_args(argv)
+    if args.reuse:
+        os.environ[REUSE_ENV] = "1"
     if args.persons:
         os.environ[PERSONS_ENV] = str(args.persons)
     if args.timeline_patients:
