@@ -2,7 +2,14 @@
 policy (each entry belongs to the institution that wrote it).
 
 Domains add their entries by registering a source (results, prescriptions, readings
-… do so as they land): a function from the person's source-record ids to entries.
+… do so as they land). Two kinds:
+
+- ``register_paged_source(type, table=…, load=…)``: the entry table's columns for id,
+  time, institution and source record, and a function that builds the entries with
+  given ids. The timeline counts, filters, orders and pages these in SQL, and builds
+  only the page: a long history costs what one page costs.
+- ``register_source(type, source)``: a function from the person's source-record ids to
+  all of their entries, merged in Python (simple; fine for a few entries per patient).
 """
 
 from __future__ import annotations
@@ -13,8 +20,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Executable,
+    Select,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from medalliance.access import policy
 from medalliance.audit import service as audit
@@ -46,29 +62,67 @@ class RawEntry:
 
 
 Source = Callable[[Session, Sequence[uuid.UUID]], list[RawEntry]]
+Loader = Callable[[Session, Sequence[uuid.UUID]], list[RawEntry]]  # entries by their ids
+
+
+@dataclass(frozen=True, slots=True)
+class EntryTable:
+    """Where a paged source's entries live: the columns the timeline filters and
+    orders on in SQL."""
+
+    id: InstrumentedAttribute[uuid.UUID]
+    at: InstrumentedAttribute[datetime]
+    institution_id: InstrumentedAttribute[uuid.UUID]
+    patient_record_id: InstrumentedAttribute[uuid.UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class PagedSource:
+    table: EntryTable
+    load: Loader
+
+
 _sources: dict[str, Source] = {}
+_paged: dict[str, PagedSource] = {}
 
 
 def register_source(entry_type: str, source: Source) -> None:
+    """Entries from ``source(session, record_ids)``: all of the person's, merged in Python."""
+    _paged.pop(entry_type, None)
     _sources[entry_type] = source
 
 
+def register_paged_source(entry_type: str, *, table: EntryTable, load: Loader) -> None:
+    """Entries counted, filtered and paged in SQL on ``table``; ``load(session, ids)``
+    builds the page's entries of this type."""
+    _sources.pop(entry_type, None)
+    _paged[entry_type] = PagedSource(table, load)
+
+
 def entry_types() -> list[str]:
-    return sorted(_sources)
+    return sorted({*_sources, *_paged})
 
 
-def _encounters(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    rows = session.execute(
+def _rows(session: Session, statement: Executable) -> Sequence[Any]:
+    """Plain rows through the session's connection: no ORM result machinery (a page is
+    hundreds of rows)."""
+    return session.connection().execute(statement).all()
+
+
+def _encounters(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
+    x = Encounter
+    rows = _rows(
+        session,
         select(
-            Encounter.id,
-            Encounter.start,
-            Encounter.institution_id,
-            Encounter.encounter_class,
-            Encounter.status,
-            Encounter.reason,
-            Encounter.end,
-            Encounter.department_id,
-        ).where(Encounter.patient_record_id.in_(records))
+            x.id,
+            x.start,
+            x.institution_id,
+            x.encounter_class,
+            x.status,
+            x.reason,
+            x.end,
+            x.department_id,
+        ).where(x.id.in_(ids)),
     )
     return [
         RawEntry(
@@ -89,37 +143,38 @@ def _encounters(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry
     ]
 
 
-def _diagnoses(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    # Plain columns, not ORM objects: a long history has thousands of rows.
-    rows = session.execute(
+def _diagnoses(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
+    x = Diagnosis
+    rows = _rows(
+        session,
         select(
-            Diagnosis.id,
-            Diagnosis.recorded_at,
-            Diagnosis.institution_id,
-            Diagnosis.status,
-            Diagnosis.encounter_id,
-            Diagnosis.primary,
-            Diagnosis.western_code,
-            Diagnosis.western_text,
-            Diagnosis.tcm_disease_system,
-            Diagnosis.tcm_disease_code,
-            Diagnosis.tcm_disease_text,
-            Diagnosis.tcm_pattern_system,
-            Diagnosis.tcm_pattern_code,
-            Diagnosis.tcm_pattern_text,
-        ).where(Diagnosis.patient_record_id.in_(records))
+            x.id,
+            x.recorded_at,
+            x.institution_id,
+            x.status,
+            x.encounter_id,
+            x.primary,
+            x.western_code,
+            x.western_text,
+            x.tcm_disease_system,
+            x.tcm_disease_code,
+            x.tcm_disease_text,
+            x.tcm_pattern_system,
+            x.tcm_pattern_code,
+            x.tcm_pattern_text,
+        ).where(x.id.in_(ids)),
     )
     result = []
     for r in rows:
-        western = " ".join(x for x in (r[6], r[7]) if x)
-        tcm = " · ".join(x for x in (r[10], r[13]) if x)
+        western = " ".join(v for v in (r[6], r[7]) if v)
+        tcm = " · ".join(v for v in (r[10], r[13]) if v)
         result.append(
             RawEntry(
                 "diagnosis",
                 r[0],
                 r[1],
                 r[2],
-                " | ".join(x for x in (western, tcm) if x),
+                " | ".join(v for v in (western, tcm) if v),
                 str(r[3]),
                 r[4],
                 {
@@ -133,18 +188,20 @@ def _diagnoses(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]
     return result
 
 
-def _allergies(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    rows = session.execute(
+def _allergies(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
+    x = Allergy
+    rows = _rows(
+        session,
         select(
-            Allergy.id,
-            Allergy.recorded_at,
-            Allergy.institution_id,
-            Allergy.substance,
-            Allergy.reaction,
-            Allergy.status,
-            Allergy.category,
-            Allergy.severity,
-        ).where(Allergy.patient_record_id.in_(records))
+            x.id,
+            x.recorded_at,
+            x.institution_id,
+            x.substance,
+            x.reaction,
+            x.status,
+            x.category,
+            x.severity,
+        ).where(x.id.in_(ids)),
     )
     return [
         RawEntry(
@@ -161,21 +218,22 @@ def _allergies(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]
     ]
 
 
-def _medications(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    m = MedicationStatement
-    rows = session.execute(
+def _medications(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
+    x = MedicationStatement
+    rows = _rows(
+        session,
         select(
-            m.id,
-            m.recorded_at,
-            m.institution_id,
-            m.drug,
-            m.dose,
-            m.route,
-            m.frequency,
-            m.status,
-            m.start_date,
-            m.end_date,
-        ).where(m.patient_record_id.in_(records))
+            x.id,
+            x.recorded_at,
+            x.institution_id,
+            x.drug,
+            x.dose,
+            x.route,
+            x.frequency,
+            x.status,
+            x.start_date,
+            x.end_date,
+        ).where(x.id.in_(ids)),
     )
     return [
         RawEntry(
@@ -183,7 +241,7 @@ def _medications(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntr
             r[0],
             r[1],
             r[2],
-            " ".join(x for x in (r[3], r[4], r[5], r[6]) if x),
+            " ".join(v for v in (r[3], r[4], r[5], r[6]) if v),
             str(r[7]),
             None,
             {
@@ -195,12 +253,13 @@ def _medications(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntr
     ]
 
 
-def _notes(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    n = ClinicalNote
-    rows = session.execute(
+def _notes(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
+    x = ClinicalNote
+    rows = _rows(
+        session,
         select(
-            n.id, n.recorded_at, n.institution_id, n.text, n.kind, n.encounter_id, n.tcm_exam
-        ).where(n.patient_record_id.in_(records))
+            x.id, x.recorded_at, x.institution_id, x.text, x.kind, x.encounter_id, x.tcm_exam
+        ).where(x.id.in_(ids)),
     )
     return [
         RawEntry(
@@ -217,12 +276,13 @@ def _notes(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
     ]
 
 
-def _procedures(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    p = Procedure
-    rows = session.execute(
+def _procedures(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
+    x = Procedure
+    rows = _rows(
+        session,
         select(
-            p.id, p.performed_at, p.institution_id, p.text, p.encounter_id, p.code_system, p.code
-        ).where(p.patient_record_id.in_(records))
+            x.id, x.performed_at, x.institution_id, x.text, x.encounter_id, x.code_system, x.code
+        ).where(x.id.in_(ids)),
     )
     return [
         RawEntry(
@@ -239,15 +299,71 @@ def _procedures(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry
     ]
 
 
-for _name, _source in (
-    ("encounter", _encounters),
-    ("diagnosis", _diagnoses),
-    ("allergy", _allergies),
-    ("medication", _medications),
-    ("note", _notes),
-    ("procedure", _procedures),
+for _name, _model, _at, _load in (
+    ("encounter", Encounter, Encounter.start, _encounters),
+    ("diagnosis", Diagnosis, Diagnosis.recorded_at, _diagnoses),
+    ("allergy", Allergy, Allergy.recorded_at, _allergies),
+    ("medication", MedicationStatement, MedicationStatement.recorded_at, _medications),
+    ("note", ClinicalNote, ClinicalNote.recorded_at, _notes),
+    ("procedure", Procedure, Procedure.performed_at, _procedures),
 ):
-    register_source(_name, _source)
+    register_paged_source(
+        _name,
+        table=EntryTable(_model.id, _at, _model.institution_id, _model.patient_record_id),
+        load=_load,
+    )
+
+
+def _window(
+    table: EntryTable,
+    records: Sequence[uuid.UUID],
+    since: datetime | None,
+    until: datetime | None,
+) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [table.patient_record_id.in_(records)]
+    if since is not None:
+        where.append(table.at >= since)
+    if until is not None:
+        where.append(table.at < until)
+    return where
+
+
+def _keys(
+    paged: dict[str, PagedSource],
+    records: Sequence[uuid.UUID],
+    since: datetime | None,
+    until: datetime | None,
+    institutions: Sequence[uuid.UUID] | None = None,
+) -> (
+    CompoundSelect[str, uuid.UUID, datetime, uuid.UUID]
+    | Select[str, uuid.UUID, datetime, uuid.UUID]
+):
+    """(type, id, at, institution_id) of every entry of the paged sources in the
+    window, from ``institutions`` only when given: one UNION ALL."""
+    arms: list[Select[str, uuid.UUID, datetime, uuid.UUID]] = []
+    for name, source in paged.items():
+        t = source.table
+        where = _window(t, records, since, until)
+        if institutions is not None:
+            where.append(t.institution_id.in_(institutions))
+        # The type is one of our own constant names: a literal, not a parameter, so that
+        # PostgreSQL knows its type in every arm of the UNION.
+        kind: ColumnElement[str] = literal_column("'" + name.replace("'", "''") + "'")
+        arms.append(
+            select(
+                kind.label("type"),
+                t.id.label("id"),
+                t.at.label("at"),
+                t.institution_id.label("institution_id"),
+            ).where(*where)
+        )
+    return arms[0] if len(arms) == 1 else union_all(*arms)
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidInput(f"{name} needs a time zone (e.g. 2026-11-01T00:00:00Z).", field=name)
+    return value
 
 
 def timeline(
@@ -262,13 +378,14 @@ def timeline(
     offset: int = 0,
 ) -> Timeline:
     facts = patients_service.facts_or_404(session, person_id)
-    unknown = set(types or ()) - set(_sources)
+    unknown = set(types or ()) - set(entry_types())
     if unknown:
         raise InvalidInput(
             f"Unknown entry type(s): {', '.join(sorted(unknown))}; "
             f"known: {', '.join(entry_types())}.",
             field="types",
         )
+    since, until = _aware(since, "since"), _aware(until, "until")
     patient_level = policy.enforce(
         session,
         actor,
@@ -277,16 +394,29 @@ def timeline(
         resource_type="Timeline",
         resource_id=person_id,
     )
+    wanted = set(types or entry_types())
+    paged = {name: s for name, s in _paged.items() if name in wanted}
     records = patients_service.record_ids_of(session, person_id)
-    raw: list[RawEntry] = []
-    for name in types or list(_sources):
-        raw.extend(_sources[name](session, records))
+
+    # 1. Who wrote how many entries (SQL), and the entries of the unpaged sources.
+    per_owner: dict[uuid.UUID, int] = {}
+    if paged and records:
+        keys = _keys(paged, records, since, until).subquery()
+        counted = _rows(
+            session, select(keys.c.institution_id, func.count()).group_by(keys.c.institution_id)
+        )
+        per_owner = {owner: int(n) for owner, n in counted}
+    merged: list[RawEntry] = []
+    for name in sorted(wanted - set(paged)):
+        merged.extend(_sources[name](session, records))
     if since is not None:
-        raw = [e for e in raw if e.at >= since]
+        merged = [e for e in merged if e.at >= since]
     if until is not None:
-        raw = [e for e in raw if e.at < until]
-    owners = {e.institution_id for e in raw}
-    # The policy tells members apart only as "yours" or "another's": decide each once.
+        merged = [e for e in merged if e.at < until]
+    owners = set(per_owner) | {e.institution_id for e in merged}
+
+    # 2. Decide per member. The policy tells members apart only as "yours" or
+    # "another's": decide each kind once.
     by_kind: dict[bool, policy.Decision] = {}
     decisions: dict[uuid.UUID, policy.Decision] = {}
     for owner in owners:
@@ -296,11 +426,35 @@ def timeline(
                 session, actor, facts, policy.AccessAction.READ, owner_institution_id=owner
             )
         decisions[owner] = by_kind[local]
-    visible = [e for e in raw if decisions[e.institution_id].allowed]
-    visible.sort(key=lambda e: (e.at, str(e.id)), reverse=True)
+    allowed = sorted(o for o, d in decisions.items() if d.allowed)
+    merged = [e for e in merged if decisions[e.institution_id].allowed]
+    total = sum(per_owner.get(o, 0) for o in allowed) + len(merged)
+
+    # 3. The page's keys in SQL (with the merged entries, the first offset + limit),
+    # newest first, then only the page's entries are built.
+    page_keys: list[tuple[datetime, uuid.UUID, str]] = []
+    if paged and records and allowed and any(per_owner.get(o) for o in allowed):
+        keys = _keys(paged, records, since, until, allowed).subquery()
+        query = select(keys.c.at, keys.c.id, keys.c.type).order_by(
+            keys.c.at.desc(), keys.c.id.desc()
+        )
+        query = query.limit(offset + limit) if merged else query.limit(limit).offset(offset)
+        page_keys = [(at, id_, kind) for at, id_, kind in _rows(session, query)]
+    if merged:
+        every = [(e.at, e.id, e.type) for e in merged] + page_keys
+        every.sort(key=lambda k: (k[0], str(k[1])), reverse=True)
+        page_keys = every[offset : offset + limit]
+    built = {e.id: e for e in merged}
+    by_type: dict[str, list[uuid.UUID]] = {}
+    for _, id_, kind in page_keys:
+        if id_ not in built:
+            by_type.setdefault(kind, []).append(id_)
+    for kind, ids in by_type.items():
+        built.update((e.id, e) for e in _paged[kind].load(session, ids))
+    page = [built[id_] for _, id_, _ in page_keys]
+
     institutions = alliance_service.institutions_by_id(session, list(owners))
     hidden = sorted(institutions[o].code for o, d in decisions.items() if not d.allowed)
-    page = visible[offset : offset + limit]
     audit.record(
         session,
         actor,
@@ -319,7 +473,7 @@ def timeline(
         patient_id=person_id,
         entries=[_entry(e, institutions) for e in page],
         hidden_institutions=hidden,
-        total=len(visible),
+        total=total,
     )
 
 

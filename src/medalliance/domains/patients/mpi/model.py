@@ -114,7 +114,7 @@ class MatchModel:
         """``score(a, b).weight`` for many pairs at once, from their level matrix; with
         the table and the left rows the exact name agreements get their term-frequency
         weight, as in ``score``. Summed in the same order, so the floats are equal."""
-        table_w = self.weight_table()
+        table_w = self._scoring_table()
         missing = table_w.shape[1] - 1
         total = np.full(len(matrix), self.prior_weight())
         for i, comp in enumerate(COMPARISONS):
@@ -131,7 +131,13 @@ class MatchModel:
         """The term-frequency weight of each name in the table's vocabulary (NaN where
         its frequency is unknown, and for the missing code -1, the last entry)."""
         by_code = np.full(len(table.names) + 1, np.nan)
-        for value in self.tf.get(comparison, {}):
+        known = self.tf.get(comparison, {})
+        if len(table.names) < len(known):  # an online block: few names, look each up
+            for position, value in enumerate(table.names.values):
+                if value in known:
+                    by_code[position] = self.tf_weight(comparison, value)
+            return by_code
+        for value in known:
             code = table.names.index.get(value)
             if code is not None:
                 by_code[code] = self.tf_weight(comparison, value)
