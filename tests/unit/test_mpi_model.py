@@ -362,6 +362,33 @@ def test_for_population_scales_lambda_with_the_index() -> None:
     assert large.score(a, b).probability < small.score(a, b).probability
 
 
+def test_a_returning_patient_who_moved_goes_to_review_in_a_small_index() -> None:
+    """Same name, sex and birth date; another district, street and phone; no ID card:
+    a person should decide. A namesake born another day is kept apart."""
+    scorer = default_model().for_population(2_000)
+    before = person()
+    moved = person(
+        id_number=None,
+        phones=["13911112222"],
+        street="解放路300号",
+        city="滨江区",
+        postcode="330108",
+    )
+    assert scorer.decide(scorer.score(moved, before).probability) == "review"
+    namesake = person(
+        birth_date="1981-06-20",
+        id_number=None,
+        phones=["13911112222"],
+        street="解放路300号",
+        city="滨江区",
+        postcode="330108",
+    )
+    assert scorer.decide(scorer.score(namesake, before).probability) == "distinct"
+    # In an index of a million the same evidence is no longer enough to ask.
+    large = default_model().for_population(1_000_000)
+    assert large.decide(large.score(moved, before).probability) == "distinct"
+
+
 def test_json_round_trip_keeps_every_parameter_and_score() -> None:
     model = default_model()
     again = MatchModel.from_json(model.to_json())
