@@ -8,7 +8,7 @@ import uuid
 from datetime import date
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -53,14 +53,17 @@ RESOURCE = "Patient"
 
 
 def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
-    person = session.get(Person, person_id)
-    if person is None:
-        return None
-    ordered = session.scalars(
-        select(PatientRecord.institution_id)
-        .where(PatientRecord.person_id == person_id)
+    # The person and the members holding its records in one statement (every read of
+    # patient data starts here).
+    rows = session.execute(
+        select(Person.id, PatientRecord.institution_id)
+        .outerjoin(PatientRecord, PatientRecord.person_id == Person.id)
+        .where(Person.id == person_id)
         .order_by(PatientRecord.created_at)
     ).all()
+    if not rows:
+        return None
+    ordered = [r[1] for r in rows if r[1] is not None]
     institutions = frozenset(ordered)
     consent = consent_rules.in_force(
         session, person_id, first_institution_id=ordered[0] if ordered else None
@@ -533,6 +536,11 @@ def record_ids_of(session: Session, person_id: uuid.UUID) -> list[uuid.UUID]:
     return list(
         session.scalars(select(PatientRecord.id).where(PatientRecord.person_id == person_id))
     )
+
+
+def record_ids_query(person_id: uuid.UUID | ColumnElement[uuid.UUID]) -> Select[uuid.UUID]:
+    """``record_ids_of`` as a subquery to embed (one statement instead of two)."""
+    return select(PatientRecord.id).where(PatientRecord.person_id == person_id)
 
 
 def person_of_record(session: Session, record_id: uuid.UUID) -> uuid.UUID | None:

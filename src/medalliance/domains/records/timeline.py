@@ -4,10 +4,11 @@ policy (each entry belongs to the institution that wrote it).
 Domains add their entries by registering a source (results, prescriptions, readings
 … do so as they land). Two kinds:
 
-- ``register_paged_source(type, table=…, load=…)``: the entry table's columns for id,
-  time, institution and source record, and a function that builds the entries with
-  given ids. The timeline counts, filters, orders and pages these in SQL, and builds
-  only the page: a long history costs what one page costs.
+- ``register_paged_source(type, table=…, columns=…, build=…)``: the entry table's
+  columns for id, time, institution and source record, the other columns an entry is
+  built from, and ``build`` ((id, time, institution, *those columns' values) → a
+  ``RawEntry``). The timeline counts, filters, orders and pages these in SQL and reads
+  the page with its columns in one statement: a long history costs what one page costs.
 - ``register_source(type, source)``: a function from the person's source-record ids to
   all of their entries, merged in Python (simple; fine for a few entries per patient).
 """
@@ -18,23 +19,29 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
-    Executable,
+    Enum,
+    Integer,
     Select,
+    String,
+    bindparam,
+    case,
     func,
     literal_column,
     select,
+    type_coerce,
     union_all,
 )
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, outerjoin
 
 from medalliance.access import policy
 from medalliance.audit import service as audit
 from medalliance.domains.alliance import service as alliance_service
+from medalliance.domains.alliance.models import Institution
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records.models import (
     Allergy,
@@ -62,13 +69,14 @@ class RawEntry:
 
 
 Source = Callable[[Session, Sequence[uuid.UUID]], list[RawEntry]]
-Loader = Callable[[Session, Sequence[uuid.UUID]], list[RawEntry]]  # entries by their ids
+# (id, at, institution_id, *the values of a paged source's columns) -> the entry
+Builder = Callable[[Sequence[Any]], RawEntry]
 
 
 @dataclass(frozen=True, slots=True)
 class EntryTable:
     """Where a paged source's entries live: the columns the timeline filters and
-    orders on in SQL."""
+    orders on in SQL (all of one mapped table)."""
 
     id: InstrumentedAttribute[uuid.UUID]
     at: InstrumentedAttribute[datetime]
@@ -79,285 +87,334 @@ class EntryTable:
 @dataclass(frozen=True, slots=True)
 class PagedSource:
     table: EntryTable
-    load: Loader
+    columns: tuple[ColumnElement[Any], ...]
+    build: Builder
 
 
 _sources: dict[str, Source] = {}
 _paged: dict[str, PagedSource] = {}
+# Built statements by shape (see _statement): a timeline read builds none of its SQL.
+_statements: dict[tuple[Any, ...], Any] = {}
 
 
 def register_source(entry_type: str, source: Source) -> None:
     """Entries from ``source(session, record_ids)``: all of the person's, merged in Python."""
     _paged.pop(entry_type, None)
     _sources[entry_type] = source
+    _statements.clear()
 
 
-def register_paged_source(entry_type: str, *, table: EntryTable, load: Loader) -> None:
-    """Entries counted, filtered and paged in SQL on ``table``; ``load(session, ids)``
-    builds the page's entries of this type."""
+def register_paged_source(
+    entry_type: str,
+    *,
+    table: EntryTable,
+    columns: Sequence[ColumnElement[Any]],
+    build: Builder,
+) -> None:
+    """Entries counted, filtered and paged in SQL on ``table``; each entry of the page
+    is ``build((id, at, institution_id, *values of columns))``, ``columns`` being
+    columns of ``table``'s model."""
     _sources.pop(entry_type, None)
-    _paged[entry_type] = PagedSource(table, load)
+    _paged[entry_type] = PagedSource(table, tuple(columns), build)
+    _statements.clear()
 
 
 def entry_types() -> list[str]:
     return sorted({*_sources, *_paged})
 
 
-def _rows(session: Session, statement: Executable) -> Sequence[Any]:
-    """Plain rows through the session's connection: no ORM result machinery (a page is
-    hundreds of rows)."""
-    return session.connection().execute(statement).all()
+# -- the record's own entries ------------------------------------------------------------
 
 
-def _encounters(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
-    x = Encounter
-    rows = _rows(
-        session,
-        select(
-            x.id,
-            x.start,
-            x.institution_id,
-            x.encounter_class,
-            x.status,
-            x.reason,
-            x.end,
-            x.department_id,
-        ).where(x.id.in_(ids)),
+def _encounter(r: Sequence[Any]) -> RawEntry:
+    return RawEntry(
+        "encounter",
+        r[0],
+        r[1],
+        r[2],
+        f"{r[3]}: {r[5] or ''}".strip(": "),
+        str(r[4]),
+        r[0],
+        {
+            "class": str(r[3]),
+            "end": r[6].isoformat() if r[6] else None,
+            "department_id": str(r[7]) if r[7] else None,
+        },
     )
-    return [
-        RawEntry(
+
+
+def _diagnosis(r: Sequence[Any]) -> RawEntry:
+    western = " ".join(v for v in (r[6], r[7]) if v)
+    tcm = " · ".join(v for v in (r[10], r[13]) if v)
+    return RawEntry(
+        "diagnosis",
+        r[0],
+        r[1],
+        r[2],
+        " | ".join(v for v in (western, tcm) if v),
+        str(r[3]),
+        r[4],
+        {
+            "primary": r[5],
+            "western": {"code": r[6], "text": r[7]},
+            "tcm_disease": {"system": r[8], "code": r[9], "text": r[10]},
+            "tcm_pattern": {"system": r[11], "code": r[12], "text": r[13]},
+        },
+    )
+
+
+def _allergy(r: Sequence[Any]) -> RawEntry:
+    return RawEntry(
+        "allergy",
+        r[0],
+        r[1],
+        r[2],
+        r[3] + (f" ({r[4]})" if r[4] else ""),
+        str(r[5]),
+        None,
+        {"category": str(r[6]), "severity": None if r[7] is None else str(r[7])},
+    )
+
+
+def _medication(r: Sequence[Any]) -> RawEntry:
+    return RawEntry(
+        "medication",
+        r[0],
+        r[1],
+        r[2],
+        " ".join(v for v in (r[3], r[4], r[5], r[6]) if v),
+        str(r[7]),
+        None,
+        {
+            "start_date": r[8].isoformat() if r[8] else None,
+            "end_date": r[9].isoformat() if r[9] else None,
+        },
+    )
+
+
+def _note(r: Sequence[Any]) -> RawEntry:
+    return RawEntry(
+        "note",
+        r[0],
+        r[1],
+        r[2],
+        (r[3] or str(r[4]))[:200],
+        None,
+        r[5],
+        {"kind": str(r[4]), "tcm_exam": r[6]},
+    )
+
+
+def _procedure(r: Sequence[Any]) -> RawEntry:
+    return RawEntry(
+        "procedure", r[0], r[1], r[2], r[3], None, r[4], {"code_system": r[5], "code": r[6]}
+    )
+
+
+def _register_own() -> None:
+    """The longitudinal record's six kinds of entry. Columns in the order the builders
+    above read them."""
+    e, d, a, m, n, p = Encounter, Diagnosis, Allergy, MedicationStatement, ClinicalNote, Procedure
+    own: list[tuple[str, Any, InstrumentedAttribute[datetime], list[Any], Builder]] = [
+        (
             "encounter",
-            r[0],
-            r[1],
-            r[2],
-            f"{r[3]}: {r[5] or ''}".strip(": "),
-            str(r[4]),
-            r[0],
-            {
-                "class": str(r[3]),
-                "end": r[6].isoformat() if r[6] else None,
-                "department_id": str(r[7]) if r[7] else None,
-            },
-        )
-        for r in rows
-    ]
-
-
-def _diagnoses(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
-    x = Diagnosis
-    rows = _rows(
-        session,
-        select(
-            x.id,
-            x.recorded_at,
-            x.institution_id,
-            x.status,
-            x.encounter_id,
-            x.primary,
-            x.western_code,
-            x.western_text,
-            x.tcm_disease_system,
-            x.tcm_disease_code,
-            x.tcm_disease_text,
-            x.tcm_pattern_system,
-            x.tcm_pattern_code,
-            x.tcm_pattern_text,
-        ).where(x.id.in_(ids)),
-    )
-    result = []
-    for r in rows:
-        western = " ".join(v for v in (r[6], r[7]) if v)
-        tcm = " · ".join(v for v in (r[10], r[13]) if v)
-        result.append(
-            RawEntry(
-                "diagnosis",
-                r[0],
-                r[1],
-                r[2],
-                " | ".join(v for v in (western, tcm) if v),
-                str(r[3]),
-                r[4],
-                {
-                    "primary": r[5],
-                    "western": {"code": r[6], "text": r[7]},
-                    "tcm_disease": {"system": r[8], "code": r[9], "text": r[10]},
-                    "tcm_pattern": {"system": r[11], "code": r[12], "text": r[13]},
-                },
-            )
-        )
-    return result
-
-
-def _allergies(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
-    x = Allergy
-    rows = _rows(
-        session,
-        select(
-            x.id,
-            x.recorded_at,
-            x.institution_id,
-            x.substance,
-            x.reaction,
-            x.status,
-            x.category,
-            x.severity,
-        ).where(x.id.in_(ids)),
-    )
-    return [
-        RawEntry(
+            e,
+            e.start,
+            [e.encounter_class, e.status, e.reason, e.end, e.department_id],
+            _encounter,
+        ),
+        (
+            "diagnosis",
+            d,
+            d.recorded_at,
+            [
+                d.status,
+                d.encounter_id,
+                d.primary,
+                d.western_code,
+                d.western_text,
+                d.tcm_disease_system,
+                d.tcm_disease_code,
+                d.tcm_disease_text,
+                d.tcm_pattern_system,
+                d.tcm_pattern_code,
+                d.tcm_pattern_text,
+            ],
+            _diagnosis,
+        ),
+        (
             "allergy",
-            r[0],
-            r[1],
-            r[2],
-            r[3] + (f" ({r[4]})" if r[4] else ""),
-            str(r[5]),
-            None,
-            {"category": str(r[6]), "severity": None if r[7] is None else str(r[7])},
-        )
-        for r in rows
-    ]
-
-
-def _medications(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
-    x = MedicationStatement
-    rows = _rows(
-        session,
-        select(
-            x.id,
-            x.recorded_at,
-            x.institution_id,
-            x.drug,
-            x.dose,
-            x.route,
-            x.frequency,
-            x.status,
-            x.start_date,
-            x.end_date,
-        ).where(x.id.in_(ids)),
-    )
-    return [
-        RawEntry(
+            a,
+            a.recorded_at,
+            [a.substance, a.reaction, a.status, a.category, a.severity],
+            _allergy,
+        ),
+        (
             "medication",
-            r[0],
-            r[1],
-            r[2],
-            " ".join(v for v in (r[3], r[4], r[5], r[6]) if v),
-            str(r[7]),
-            None,
-            {
-                "start_date": r[8].isoformat() if r[8] else None,
-                "end_date": r[9].isoformat() if r[9] else None,
-            },
-        )
-        for r in rows
-    ]
-
-
-def _notes(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
-    x = ClinicalNote
-    rows = _rows(
-        session,
-        select(
-            x.id, x.recorded_at, x.institution_id, x.text, x.kind, x.encounter_id, x.tcm_exam
-        ).where(x.id.in_(ids)),
-    )
-    return [
-        RawEntry(
-            "note",
-            r[0],
-            r[1],
-            r[2],
-            (r[3] or str(r[4]))[:200],
-            None,
-            r[5],
-            {"kind": str(r[4]), "tcm_exam": r[6]},
-        )
-        for r in rows
-    ]
-
-
-def _procedures(session: Session, ids: Sequence[uuid.UUID]) -> list[RawEntry]:
-    x = Procedure
-    rows = _rows(
-        session,
-        select(
-            x.id, x.performed_at, x.institution_id, x.text, x.encounter_id, x.code_system, x.code
-        ).where(x.id.in_(ids)),
-    )
-    return [
-        RawEntry(
+            m,
+            m.recorded_at,
+            [m.drug, m.dose, m.route, m.frequency, m.status, m.start_date, m.end_date],
+            _medication,
+        ),
+        ("note", n, n.recorded_at, [n.text, n.kind, n.encounter_id, n.tcm_exam], _note),
+        (
             "procedure",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            None,
-            r[4],
-            {"code_system": r[5], "code": r[6]},
-        )
-        for r in rows
+            p,
+            p.performed_at,
+            [p.text, p.encounter_id, p.code_system, p.code],
+            _procedure,
+        ),
     ]
+    for name, model, at, rest, build in own:
+        register_paged_source(
+            name,
+            table=EntryTable(model.id, at, model.institution_id, model.patient_record_id),
+            columns=[_as_stored(c) for c in rest],
+            build=build,
+        )
 
 
-for _name, _model, _at, _load in (
-    ("encounter", Encounter, Encounter.start, _encounters),
-    ("diagnosis", Diagnosis, Diagnosis.recorded_at, _diagnoses),
-    ("allergy", Allergy, Allergy.recorded_at, _allergies),
-    ("medication", MedicationStatement, MedicationStatement.recorded_at, _medications),
-    ("note", ClinicalNote, ClinicalNote.recorded_at, _notes),
-    ("procedure", Procedure, Procedure.performed_at, _procedures),
-):
-    register_paged_source(
-        _name,
-        table=EntryTable(_model.id, _at, _model.institution_id, _model.patient_record_id),
-        load=_load,
-    )
+def _as_stored(column: InstrumentedAttribute[Any]) -> ColumnElement[Any]:
+    """Enumerations read as the strings stored: the builders only print them, and a
+    page of 500 rows × every source's enum columns is thousands of conversions."""
+    if isinstance(column.type, Enum):
+        return type_coerce(column, String())
+    return column.expression
 
 
-def _window(
-    table: EntryTable,
-    records: Sequence[uuid.UUID],
-    since: datetime | None,
-    until: datetime | None,
-) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [table.patient_record_id.in_(records)]
-    if since is not None:
-        where.append(table.at >= since)
-    if until is not None:
-        where.append(table.at < until)
-    return where
+_register_own()
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+class _Label(NamedTuple):
+    code: str
+    name_zh: str
+    name_en: str
+
+
+def _constant(name: str) -> ColumnElement[str]:
+    """An entry type as an SQL literal, not a parameter, so that PostgreSQL knows its
+    type in every arm of a UNION (the names are our own constants)."""
+    return literal_column("'" + name.replace("'", "''") + "'")
 
 
 def _keys(
-    paged: dict[str, PagedSource],
-    records: Sequence[uuid.UUID],
-    since: datetime | None,
-    until: datetime | None,
-    institutions: Sequence[uuid.UUID] | None = None,
+    paged: Sequence[tuple[str, PagedSource]], *, since: bool, until: bool, filtered: bool
 ) -> (
     CompoundSelect[str, uuid.UUID, datetime, uuid.UUID]
     | Select[str, uuid.UUID, datetime, uuid.UUID]
 ):
-    """(type, id, at, institution_id) of every entry of the paged sources in the
-    window, from ``institutions`` only when given: one UNION ALL."""
+    """(type, id, at, institution_id) of every entry of the paged sources of the
+    person ``:person_id``, in the window [``:since``, ``:until``) and from the members
+    ``:allowed`` when asked: one UNION ALL."""
+    records = patients_service.record_ids_query(bindparam("person_id"))
     arms: list[Select[str, uuid.UUID, datetime, uuid.UUID]] = []
-    for name, source in paged.items():
+    for name, source in paged:
         t = source.table
-        where = _window(t, records, since, until)
-        if institutions is not None:
-            where.append(t.institution_id.in_(institutions))
-        # The type is one of our own constant names: a literal, not a parameter, so that
-        # PostgreSQL knows its type in every arm of the UNION.
-        kind: ColumnElement[str] = literal_column("'" + name.replace("'", "''") + "'")
+        where: list[ColumnElement[bool]] = [t.patient_record_id.in_(records)]
+        if since:
+            where.append(t.at >= bindparam("since"))
+        if until:
+            where.append(t.at < bindparam("until"))
+        if filtered:
+            where.append(t.institution_id.in_(bindparam("allowed", expanding=True)))
         arms.append(
             select(
-                kind.label("type"),
+                _constant(name).label("type"),
                 t.id.label("id"),
                 t.at.label("at"),
                 t.institution_id.label("institution_id"),
             ).where(*where)
         )
     return arms[0] if len(arms) == 1 else union_all(*arms)
+
+
+def _count_statement(keys: Any) -> Select[Any]:
+    """How many entries each member wrote, with the member's labels: one GROUP BY."""
+    counted = keys.subquery("keys")
+    return (
+        select(
+            counted.c.institution_id,
+            func.count(),
+            Institution.code,
+            Institution.name_zh,
+            Institution.name_en,
+        )
+        .join(Institution, Institution.id == counted.c.institution_id)
+        .group_by(
+            counted.c.institution_id, Institution.code, Institution.name_zh, Institution.name_en
+        )
+    )
+
+
+def _page_statement(
+    keys: Any, paged: Sequence[tuple[str, PagedSource]]
+) -> tuple[Select[Any], dict[str, tuple[int, int, Builder]]]:
+    """The newest ``:limit`` entries after ``:offset`` of the keys, with their columns,
+    in one statement: each source's table joined on the page's ids (a CASE makes the
+    join key NULL for the other types, so each row probes one primary key only)."""
+    ordered = keys.subquery("keys")
+    page = (
+        select(ordered.c.type, ordered.c.id, ordered.c.at, ordered.c.institution_id)
+        .order_by(ordered.c.at.desc(), ordered.c.id.desc())
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(bindparam("offset", type_=Integer()))
+        .subquery("page")
+    )
+    joined: Any = page
+    columns: list[Any] = [page.c.type, page.c.id, page.c.at, page.c.institution_id]
+    spans: dict[str, tuple[int, int, Builder]] = {}
+    for name, source in paged:
+        mine = case((page.c.type == _constant(name), page.c.id))
+        joined = outerjoin(joined, source.table.id.class_, source.table.id == mine)
+        spans[name] = (len(columns), len(columns) + len(source.columns), source.build)
+        columns.extend(source.columns)
+    query = select(*columns).select_from(joined).order_by(page.c.at.desc(), page.c.id.desc())
+    return query, spans
+
+
+def _statement(kind: str, paged: Sequence[tuple[str, PagedSource]], **shape: bool) -> Any:
+    """The count or page statement for these sources and this shape of filter, built
+    once (building SQLAlchemy statements costs more than running these)."""
+    key = (kind, tuple(name for name, _ in paged), *sorted(shape.items()))
+    found = _statements.get(key)
+    if found is None:
+        keys = _keys(paged, **shape)
+        found = _count_statement(keys) if kind == "count" else _page_statement(keys, paged)
+        _statements[key] = found
+    return found
+
+
+def _count_by_owner(
+    session: Session, paged: Sequence[tuple[str, PagedSource]], window: dict[str, Any]
+) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, _Label]]:
+    shape = {"since": "since" in window, "until": "until" in window, "filtered": False}
+    rows = session.connection().execute(_statement("count", paged, **shape), window).all()
+    return (
+        {r[0]: int(r[1]) for r in rows},
+        {r[0]: _Label(r[2], r[3], r[4]) for r in rows},
+    )
+
+
+def _page(
+    session: Session,
+    paged: Sequence[tuple[str, PagedSource]],
+    window: dict[str, Any],
+    allowed: list[uuid.UUID],
+    *,
+    limit: int,
+    offset: int,
+) -> list[RawEntry]:
+    shape = {"since": "since" in window, "until": "until" in window, "filtered": True}
+    query, spans = _statement("page", paged, **shape)
+    parameters = {**window, "allowed": allowed, "limit": limit, "offset": offset}
+    entries = []
+    for row in session.connection().execute(query, parameters).all():
+        start, end, build = spans[row[0]]
+        entries.append(build((row[1], row[2], row[3], *row[start:end])))
+    return entries
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -395,25 +452,32 @@ def timeline(
         resource_id=person_id,
     )
     wanted = set(types or entry_types())
-    paged = {name: s for name, s in _paged.items() if name in wanted}
-    records = patients_service.record_ids_of(session, person_id)
+    window: dict[str, Any] = {"person_id": person_id}
+    if since is not None:
+        window["since"] = since
+    if until is not None:
+        window["until"] = until
+    paged = [(name, s) for name, s in sorted(_paged.items()) if name in wanted]
 
     # 1. Who wrote how many entries (SQL), and the entries of the unpaged sources.
     per_owner: dict[uuid.UUID, int] = {}
-    if paged and records:
-        keys = _keys(paged, records, since, until).subquery()
-        counted = _rows(
-            session, select(keys.c.institution_id, func.count()).group_by(keys.c.institution_id)
-        )
-        per_owner = {owner: int(n) for owner, n in counted}
+    labels: dict[uuid.UUID, _Label] = {}
+    if paged:
+        per_owner, labels = _count_by_owner(session, paged, window)
     merged: list[RawEntry] = []
-    for name in sorted(wanted - set(paged)):
-        merged.extend(_sources[name](session, records))
+    unpaged = sorted(wanted - {name for name, _ in paged})
+    if unpaged:
+        record_ids = patients_service.record_ids_of(session, person_id)
+        for name in unpaged:
+            merged.extend(_sources[name](session, record_ids))
     if since is not None:
         merged = [e for e in merged if e.at >= since]
     if until is not None:
         merged = [e for e in merged if e.at < until]
     owners = set(per_owner) | {e.institution_id for e in merged}
+    missing = [o for o in owners if o not in labels]
+    for owner, institution in alliance_service.institutions_by_id(session, missing).items():
+        labels[owner] = _Label(institution.code, institution.name_zh, institution.name_en)
 
     # 2. Decide per member. The policy tells members apart only as "yours" or
     # "another's": decide each kind once.
@@ -430,31 +494,17 @@ def timeline(
     merged = [e for e in merged if decisions[e.institution_id].allowed]
     total = sum(per_owner.get(o, 0) for o in allowed) + len(merged)
 
-    # 3. The page's keys in SQL (with the merged entries, the first offset + limit),
-    # newest first, then only the page's entries are built.
-    page_keys: list[tuple[datetime, uuid.UUID, str]] = []
-    if paged and records and allowed and any(per_owner.get(o) for o in allowed):
-        keys = _keys(paged, records, since, until, allowed).subquery()
-        query = select(keys.c.at, keys.c.id, keys.c.type).order_by(
-            keys.c.at.desc(), keys.c.id.desc()
-        )
-        query = query.limit(offset + limit) if merged else query.limit(limit).offset(offset)
-        page_keys = [(at, id_, kind) for at, id_, kind in _rows(session, query)]
+    # 3. The page in SQL, with the entries' columns (with merged entries the first
+    # offset + limit, then the two are merged), newest first.
+    page: list[RawEntry] = []
+    if any(per_owner.get(o) for o in allowed):
+        first, count = (0, offset + limit) if merged else (offset, limit)
+        page = _page(session, paged, window, allowed, limit=count, offset=first)
     if merged:
-        every = [(e.at, e.id, e.type) for e in merged] + page_keys
-        every.sort(key=lambda k: (k[0], str(k[1])), reverse=True)
-        page_keys = every[offset : offset + limit]
-    built = {e.id: e for e in merged}
-    by_type: dict[str, list[uuid.UUID]] = {}
-    for _, id_, kind in page_keys:
-        if id_ not in built:
-            by_type.setdefault(kind, []).append(id_)
-    for kind, ids in by_type.items():
-        built.update((e.id, e) for e in _paged[kind].load(session, ids))
-    page = [built[id_] for _, id_, _ in page_keys]
+        page = sorted([*page, *merged], key=lambda e: (e.at, str(e.id)), reverse=True)
+        page = page[offset : offset + limit]
 
-    institutions = alliance_service.institutions_by_id(session, list(owners))
-    hidden = sorted(institutions[o].code for o, d in decisions.items() if not d.allowed)
+    hidden = sorted(labels[o].code for o, d in decisions.items() if not d.allowed)
     audit.record(
         session,
         actor,
@@ -471,14 +521,13 @@ def timeline(
     )
     return Timeline(
         patient_id=person_id,
-        entries=[_entry(e, institutions) for e in page],
+        entries=[_entry(e, labels[e.institution_id]) for e in page],
         hidden_institutions=hidden,
         total=total,
     )
 
 
-def _entry(raw: RawEntry, institutions: dict[uuid.UUID, Any]) -> TimelineEntry:
-    inst = institutions[raw.institution_id]
+def _entry(raw: RawEntry, inst: _Label) -> TimelineEntry:
     return TimelineEntry(
         type=raw.type,
         id=raw.id,
