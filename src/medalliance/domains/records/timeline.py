@@ -119,6 +119,13 @@ def register_paged_source(
     _statements.clear()
 
 
+def unregister_source(entry_type: str) -> None:
+    """Forget a source of either kind (tests; a module being unloaded)."""
+    _sources.pop(entry_type, None)
+    _paged.pop(entry_type, None)
+    _statements.clear()
+
+
 def entry_types() -> list[str]:
     return sorted({*_sources, *_paged})
 
