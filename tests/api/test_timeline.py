@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from medalliance.domains.records import timeline
+from medalliance.domains.records.models import Encounter, EncounterClass, EncounterStatus
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.roles import Role
 from tests.factories.alliance import AllianceFactory, InstitutionFactory
@@ -146,3 +147,43 @@ def test_withheld_entries_are_neither_shown_nor_counted(
     body = response.json()
     assert body["entries"] == [] and body["total"] == 0
     assert body["hidden_institutions"] == [world["a"].code]
+
+
+def test_entries_written_by_a_member_without_a_record_are_decided_and_shown(
+    client: TestClient,
+    session: Session,
+    make_actor: Callable[..., Actor],
+    auth_headers: Headers,
+) -> None:
+    """A member that holds no record of the person wrote into the record at A (as a
+    teleconsultation might): its entries are found, decided as another member's, and
+    shown to A's clinician, who has a care relationship and the patient's consent."""
+    alliance = AllianceFactory()
+    a, b = InstitutionFactory(alliance=alliance), InstitutionFactory(alliance=alliance)
+    headers = auth_headers(make_actor(Role.CLINICIAN, institution=a))
+    body = {"family_name": "周", "given_name": "敏", "sex": "female", "birth_date": "1961-03-02"}
+    registered = client.post("/api/patients", json=body, headers=headers).json()
+    pid = registered["patient"]["id"]
+    recent = datetime.now(UTC) - timedelta(days=3)
+    own = client.post(
+        f"/api/patients/{pid}/encounters",
+        json={"encounter_class": "outpatient", "start": recent.isoformat(), "reason": "visit"},
+        headers=headers,
+    )
+    assert own.status_code == 201, own.text
+    remote = Encounter(
+        patient_record_id=uuid.UUID(registered["record_id"]),
+        institution_id=b.id,
+        encounter_class=EncounterClass.TELEMEDICINE,
+        status=EncounterStatus.FINISHED,
+        start=recent - timedelta(days=1),
+        reason="teleconsultation",
+    )
+    session.add(remote)
+    session.flush()
+
+    read = client.get(f"/api/patients/{pid}/timeline", headers=headers).json()
+
+    assert [e["id"] for e in read["entries"]] == [own.json()["id"], str(remote.id)]
+    assert read["entries"][1]["institution_code"] == b.code
+    assert read["total"] == 2 and read["hidden_institutions"] == []

@@ -32,6 +32,7 @@ from sqlalchemy import (
     case,
     func,
     literal_column,
+    null,
     select,
     type_coerce,
     union_all,
@@ -338,90 +339,98 @@ def _keys(
     return arms[0] if len(arms) == 1 else union_all(*arms)
 
 
-def _count_statement(keys: Any) -> Select[Any]:
-    """How many entries each member wrote, with the member's labels: one GROUP BY."""
-    counted = keys.subquery("keys")
-    return (
-        select(
-            counted.c.institution_id,
-            func.count(),
-            Institution.code,
-            Institution.name_zh,
-            Institution.name_en,
-        )
-        .join(Institution, Institution.id == counted.c.institution_id)
-        .group_by(
-            counted.c.institution_id, Institution.code, Institution.name_zh, Institution.name_en
-        )
-    )
+_COUNT = "#count"  # rows of the read statement that carry a member's count, not an entry
 
 
-def _page_statement(
-    keys: Any, paged: Sequence[tuple[str, PagedSource]]
+def _read_statement(
+    paged: Sequence[tuple[str, PagedSource]], *, since: bool, until: bool, everyone: bool
 ) -> tuple[Select[Any], dict[str, tuple[int, int, Builder]]]:
-    """The newest ``:limit`` entries after ``:offset`` of the keys, with their columns,
-    in one statement: each source's table joined on the page's ids (a CASE makes the
-    join key NULL for the other types, so each row probes one primary key only)."""
-    ordered = keys.subquery("keys")
-    page = (
-        select(ordered.c.type, ordered.c.id, ordered.c.at, ordered.c.institution_id)
-        .order_by(ordered.c.at.desc(), ordered.c.id.desc())
+    """One statement: a row per member that wrote entries in the window (how many,
+    and the member's labels), and the page, the newest ``:limit`` entries after
+    ``:offset`` of every member (``everyone``) or of the members ``:allowed``, with
+    the entries' columns. Counting reads no clinical data; the page only that of
+    members already decided allowed. Each source's table is joined on the page's ids
+    (a CASE makes the join key NULL for the other types, so each row probes one
+    primary key only)."""
+    keys = _keys(paged, since=since, until=until, filtered=False).cte("keys")
+    chosen = select(keys.c.type, keys.c.id, keys.c.at, keys.c.institution_id)
+    if not everyone:
+        chosen = chosen.where(keys.c.institution_id.in_(bindparam("allowed", expanding=True)))
+    newest = (
+        chosen.order_by(keys.c.at.desc(), keys.c.id.desc())
         .limit(bindparam("limit", type_=Integer()))
         .offset(bindparam("offset", type_=Integer()))
-        .subquery("page")
+        .subquery("newest")
     )
-    joined: Any = page
-    columns: list[Any] = [page.c.type, page.c.id, page.c.at, page.c.institution_id]
+    counted = select(
+        _constant(_COUNT), null(), null(), keys.c.institution_id, func.count()
+    ).group_by(keys.c.institution_id)
+    page = union_all(
+        select(newest.c.type, newest.c.id, newest.c.at, newest.c.institution_id, null()),
+        counted,
+    ).subquery("page")
+    member = case((page.c.type == _constant(_COUNT), page.c.institution_id))
+    joined: Any = outerjoin(page, Institution, Institution.id == member)
+    columns: list[Any] = [
+        *(page.c[k] for k in range(5)),
+        Institution.code,
+        Institution.name_zh,
+        Institution.name_en,
+    ]
     spans: dict[str, tuple[int, int, Builder]] = {}
     for name, source in paged:
         mine = case((page.c.type == _constant(name), page.c.id))
         joined = outerjoin(joined, source.table.id.class_, source.table.id == mine)
         spans[name] = (len(columns), len(columns) + len(source.columns), source.build)
         columns.extend(source.columns)
-    query = select(*columns).select_from(joined).order_by(page.c.at.desc(), page.c.id.desc())
+    query = select(*columns).select_from(joined).order_by(page.c[2].desc(), page.c[1].desc())
     return query, spans
 
 
-def _statement(kind: str, paged: Sequence[tuple[str, PagedSource]], **shape: bool) -> Any:
-    """The count or page statement for these sources and this shape of filter, built
-    once (building SQLAlchemy statements costs more than running these)."""
-    key = (kind, tuple(name for name, _ in paged), *sorted(shape.items()))
+def _statement(paged: Sequence[tuple[str, PagedSource]], **shape: bool) -> Any:
+    """The read statement for these sources and this shape, built once (building
+    SQLAlchemy statements costs more than running these)."""
+    key = (tuple(name for name, _ in paged), *sorted(shape.items()))
     found = _statements.get(key)
     if found is None:
-        keys = _keys(paged, **shape)
-        found = _count_statement(keys) if kind == "count" else _page_statement(keys, paged)
-        _statements[key] = found
+        found = _statements[key] = _read_statement(paged, **shape)
     return found
 
 
-def _count_by_owner(
-    session: Session, paged: Sequence[tuple[str, PagedSource]], window: dict[str, Any]
-) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, _Label]]:
-    shape = {"since": "since" in window, "until": "until" in window, "filtered": False}
-    rows = session.connection().execute(_statement("count", paged, **shape), window).all()
-    return (
-        {r[0]: int(r[1]) for r in rows},
-        {r[0]: _Label(r[2], r[3], r[4]) for r in rows},
-    )
+@dataclass
+class _Read:
+    counts: dict[uuid.UUID, int] = field(default_factory=dict)
+    labels: dict[uuid.UUID, _Label] = field(default_factory=dict)
+    page: list[RawEntry] = field(default_factory=list)
 
 
-def _page(
+def _read(
     session: Session,
     paged: Sequence[tuple[str, PagedSource]],
     window: dict[str, Any],
-    allowed: list[uuid.UUID],
     *,
+    allowed: list[uuid.UUID] | None,
     limit: int,
     offset: int,
-) -> list[RawEntry]:
-    shape = {"since": "since" in window, "until": "until" in window, "filtered": True}
-    query, spans = _statement("page", paged, **shape)
-    parameters = {**window, "allowed": allowed, "limit": limit, "offset": offset}
-    entries = []
+) -> _Read:
+    """Counts per member and the page of the ``allowed`` members (None: every member)."""
+    if not paged:
+        return _Read()
+    query, spans = _statement(
+        paged, since="since" in window, until="until" in window, everyone=allowed is None
+    )
+    parameters = {**window, "limit": limit, "offset": offset}
+    if allowed is not None:
+        parameters["allowed"] = allowed
+    found = _Read()
     for row in session.connection().execute(query, parameters).all():
+        if row[0] == _COUNT:
+            found.counts[row[3]] = int(row[4])
+            found.labels[row[3]] = _Label(row[5], row[6], row[7])
+            continue
         start, end, build = spans[row[0]]
-        entries.append(build((row[1], row[2], row[3], *row[start:end])))
-    return entries
+        found.page.append(build((row[1], row[2], row[3], *row[start:end])))
+    return found
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -466,11 +475,27 @@ def timeline(
         window["until"] = until
     paged = [(name, s) for name, s in sorted(_paged.items()) if name in wanted]
 
-    # 1. Who wrote how many entries (SQL), and the entries of the unpaged sources.
-    per_owner: dict[uuid.UUID, int] = {}
-    labels: dict[uuid.UUID, _Label] = {}
-    if paged:
-        per_owner, labels = _count_by_owner(session, paged, window)
+    # 1. Decide per member before reading. The policy tells members apart only as
+    # "yours" or "another's": decide each kind once, first for the members holding the
+    # person's records (whose entries are expected).
+    by_kind: dict[bool, policy.Decision] = {}
+
+    def decide(owner: uuid.UUID) -> policy.Decision:
+        local = owner == actor.institution_id
+        if local not in by_kind:
+            by_kind[local] = policy.decide(
+                session, actor, facts, policy.AccessAction.READ, owner_institution_id=owner
+            )
+        return by_kind[local]
+
+    for holder in sorted(facts.institution_ids):
+        decide(holder)
+    others = by_kind.get(False)
+    everyone = others is not None and others.allowed and by_kind.get(True, others).allowed
+    known = sorted(o for o in facts.institution_ids if decide(o).allowed)
+
+    # 2. One statement: who wrote how many entries, and the page of the allowed ones
+    # (with entries of unpaged sources to merge, the first offset + limit).
     merged: list[RawEntry] = []
     unpaged = sorted(wanted - {name for name, _ in paged})
     if unpaged:
@@ -481,32 +506,23 @@ def timeline(
         merged = [e for e in merged if e.at >= since]
     if until is not None:
         merged = [e for e in merged if e.at < until]
-    owners = set(per_owner) | {e.institution_id for e in merged}
+    first, count = (0, offset + limit) if merged else (offset, limit)
+    read = _read(
+        session, paged, window, allowed=None if everyone else known, limit=count, offset=first
+    )
+    owners = set(read.counts) | {e.institution_id for e in merged}
+    decisions = {owner: decide(owner) for owner in owners}
+    allowed = sorted(o for o, d in decisions.items() if d.allowed)
+    if not everyone and any(read.counts.get(o) for o in set(allowed) - set(known)):
+        # entries from a member without a record of the person, decided only now
+        read = _read(session, paged, window, allowed=allowed, limit=count, offset=first)
+    labels = read.labels
     missing = [o for o in owners if o not in labels]
     for owner, institution in alliance_service.institutions_by_id(session, missing).items():
         labels[owner] = _Label(institution.code, institution.name_zh, institution.name_en)
-
-    # 2. Decide per member. The policy tells members apart only as "yours" or
-    # "another's": decide each kind once.
-    by_kind: dict[bool, policy.Decision] = {}
-    decisions: dict[uuid.UUID, policy.Decision] = {}
-    for owner in owners:
-        local = owner == actor.institution_id
-        if local not in by_kind:
-            by_kind[local] = policy.decide(
-                session, actor, facts, policy.AccessAction.READ, owner_institution_id=owner
-            )
-        decisions[owner] = by_kind[local]
-    allowed = sorted(o for o, d in decisions.items() if d.allowed)
     merged = [e for e in merged if decisions[e.institution_id].allowed]
-    total = sum(per_owner.get(o, 0) for o in allowed) + len(merged)
-
-    # 3. The page in SQL, with the entries' columns (with merged entries the first
-    # offset + limit, then the two are merged), newest first.
-    page: list[RawEntry] = []
-    if any(per_owner.get(o) for o in allowed):
-        first, count = (0, offset + limit) if merged else (offset, limit)
-        page = _page(session, paged, window, allowed, limit=count, offset=first)
+    total = sum(read.counts.get(o, 0) for o in allowed) + len(merged)
+    page = read.page
     if merged:
         page = sorted([*page, *merged], key=lambda e: (e.at, str(e.id)), reverse=True)
         page = page[offset : offset + limit]
