@@ -16,7 +16,7 @@ from medalliance.domains.patients.mpi import matching
 from tests.factories.alliance import AllianceFactory, InstitutionFactory
 from tests.factories.patients import make_patient
 
-BORN = date(1970, 5, 17)
+BORN = date(1970, 5, 8)  # day and month swapped: 1970-08-05
 
 
 @pytest.fixture
@@ -66,15 +66,18 @@ def test_a_capped_name_block_keeps_the_namesakes_born_nearest(
         _, rec = make_patient(member, birth_date=BORN + timedelta(days=days))
         records[days] = rec
     _, year_typo = make_patient(member, birth_date=BORN.replace(year=1990))  # same day
+    _, swapped = make_patient(member, birth_date=date(1970, 8, 5))  # 89 days away
     make_patient(member, given_name="玮", birth_date=BORN + timedelta(days=4000))
     make_patient(member, birth_date=None)
     # Someone else born the same day: the birth-date key, not the name block.
-    _, other = make_patient(member, family_name="李", given_name="娜", sex=Sex.FEMALE)
+    _, other = make_patient(
+        member, family_name="李", given_name="娜", sex=Sex.FEMALE, birth_date=BORN
+    )
 
     found = {row.id for row in matching.candidates(session, new_record(member))}
 
-    # the same date, the same day in another year, then the nearest dates
-    nearest = {records[0].id, year_typo.id, records[1].id, records[-2].id}
+    # the same or swapped date, the same day in another year, then the nearest dates
+    nearest = {records[0].id, swapped.id, year_typo.id, records[1].id}
     assert found == nearest | {other.id}
 
 

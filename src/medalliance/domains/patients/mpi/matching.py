@@ -44,7 +44,7 @@ from medalliance.domains.patients.mpi.model import MatchModel, Score, default_mo
 # (many people are called 王伟 or 徐艳): its block is cut to the NAME_BLOCK records most
 # likely to be the same person by birth date (see ``candidates``).
 MAX_CANDIDATES = 1000
-NAME_BLOCK = 300
+NAME_BLOCK = 200
 # Below this many candidates one-pair scoring is quicker than building a feature table.
 VECTORISE_FROM = 24
 
@@ -156,13 +156,17 @@ def _days_apart(session: Session, born: date) -> ColumnElement[Any]:
 
 
 def _nearest_first(session: Session, born: date) -> list[ColumnElement[Any]]:
-    """ORDER BY for the name block: the same birth date; then the same day and month in
-    another year (a mistyped year); then the nearest birth dates (a mistyped or swapped
-    day or month stays within the year); records without a birth date last."""
+    """ORDER BY for the name block: the same birth date or the day and month swapped;
+    then the same day and month in another year (a mistyped year); then the nearest
+    birth dates (a mistyped day stays near); records without a birth date last."""
+    likeliest = [born]
+    if born.day <= 12 and born.day != born.month:
+        likeliest.append(date(born.year, born.day, born.month))
     same_day = (extract("month", PatientRecord.birth_date) == born.month) & (
         extract("day", PatientRecord.birth_date) == born.day
     )
-    return [case((same_day, 0), else_=1), _days_apart(session, born).nulls_last()]
+    rank = case((PatientRecord.birth_date.in_(likeliest), 0), (same_day, 1), else_=2)
+    return [rank, _days_apart(session, born).nulls_last()]
 
 
 def candidates(session: Session, record: PatientRecord) -> list[Row[Any]]:
@@ -173,8 +177,8 @@ def candidates(session: Session, record: PatientRecord) -> list[Row[Any]]:
     that the cap keeps the likeliest records, not arbitrary ones. The name arm, the
     only one a large index makes large, keeps ``NAME_BLOCK`` records by birth date
     (``_nearest_first``), read from the index on (name_pinyin_compact, birth_date, id)
-    alone: a duplicate with a mistyped birth date stays in, namesakes born decades
-    apart drop out."""
+    alone: a duplicate with a mistyped or swapped birth date stays in, namesakes born
+    decades apart drop out."""
     name_arm = select(PatientRecord.id).where(
         PatientRecord.name_pinyin_compact == record.name_pinyin_compact
     )
