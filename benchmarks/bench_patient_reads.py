@@ -1170,8 +1170,8 @@ def run_mpi_online_match(options: Options) -> BenchmarkResult:
         f"max {max(candidate_rows):,}. Name blocks (records sharing the compact pinyin): "
         f"median {statistics.median(name_blocks):,.0f}, max {max(name_blocks):,}; "
         f"{capped} of {len(name_blocks)} larger than matching.NAME_BLOCK = "
-        f"{matching.NAME_BLOCK:,}, cut to the records born likeliest the same (same "
-        "date, same day in another year, then nearest dates).",
+        f"{matching.NAME_BLOCK:,}, cut to the records born likeliest the same (same or "
+        "swapped date, same day in another year, then nearest dates).",
         "Outcomes (warm-up pass): "
         + "; ".join(
             f"{kind}: " + ", ".join(f"{n} {what}" for what, n in tally.most_common())
