@@ -53,13 +53,14 @@ def _fail(message: str, code: int = 1) -> None:
 def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from medalliance.app import create_app
+    from medalliance.app import create_app, freeze_startup_heap
 
     try:
         application = create_app(settings)
     except ConfigurationError as exc:
         _fail(str(exc))
         return
+    freeze_startup_heap()
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

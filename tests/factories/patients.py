@@ -17,9 +17,13 @@ def make_patient(
     family_name: str = "王",
     given_name: str = "伟",
     sex: Sex = Sex.MALE,
-    birth_date: date = date(1970, 5, 17),
+    birth_date: date | None = date(1970, 5, 17),
     id_number: str | None = None,
     person: Person | None = None,
+    phones: list[str] | None = None,
+    street: str | None = None,
+    district: str | None = None,
+    postcode: str | None = None,
 ) -> tuple[Person, PatientRecord]:
     session = current_session()
     pinyin = names.full_pinyin(family_name, given_name)
@@ -49,7 +53,10 @@ def make_patient(
         sex=sex,
         birth_date=birth_date,
         id_number=id_number,
-        phones=[],
+        phones=phones or [],
+        street=street,
+        district=district,
+        postcode=postcode,
         link_method=LinkMethod.NEW_PERSON,
     )
     session.add(record)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rapidfuzz.distance import DamerauLevenshtein
 
+from medalliance.domains.patients import identity
 from medalliance.domains.patients.mpi import blocking, comparisons, features, synthetic, training
 from medalliance.domains.patients.mpi.comparisons import COMPARISONS, level_matrix, levels
 from medalliance.domains.patients.mpi.features import Features, FeatureTable
@@ -361,6 +362,33 @@ def test_for_population_scales_lambda_with_the_index() -> None:
     assert large.score(a, b).probability < small.score(a, b).probability
 
 
+def test_a_returning_patient_who_moved_goes_to_review_in_a_small_index() -> None:
+    """Same name, sex and birth date; another district, street and phone; no ID card:
+    a person should decide. A namesake born another day is kept apart."""
+    scorer = default_model().for_population(2_000)
+    before = person()
+    moved = person(
+        id_number=None,
+        phones=["13911112222"],
+        street="解放路300号",
+        city="滨江区",
+        postcode="330108",
+    )
+    assert scorer.decide(scorer.score(moved, before).probability) == "review"
+    namesake = person(
+        birth_date="1981-06-20",
+        id_number=None,
+        phones=["13911112222"],
+        street="解放路300号",
+        city="滨江区",
+        postcode="330108",
+    )
+    assert scorer.decide(scorer.score(namesake, before).probability) == "distinct"
+    # In an index of a million the same evidence is no longer enough to ask.
+    large = default_model().for_population(1_000_000)
+    assert large.decide(large.score(moved, before).probability) == "distinct"
+
+
 def test_json_round_trip_keeps_every_parameter_and_score() -> None:
     model = default_model()
     again = MatchModel.from_json(model.to_json())
@@ -380,3 +408,25 @@ def _no_numpy_warnings() -> Iterator[None]:
 def test_probabilities_saturate_without_overflow() -> None:
     weights = np.array([-1e6, -61.0, -60.0, 0.0, 60.0, 61.0, 1e6])
     assert probabilities(weights).tolist() == [probability(w) for w in weights.tolist()]
+
+
+# -- the synthetic registry -------------------------------------------------------------
+
+
+def test_invented_people_never_share_a_resident_id() -> None:
+    first = synthetic.registry(3000, duplicate_rate=0.0, seed=5)
+    taken = {r.id_number for r in first if r.id_number}
+    assert len(taken) == len(first)
+    # The same seed draws the same numbers again: every one clashes and must be moved.
+    again = synthetic.registry(3000, duplicate_rate=0.0, seed=5, taken_ids=set(taken))
+    numbers = [r.id_number for r in again if r.id_number]
+    assert len(set(numbers)) == len(again)
+    assert not set(numbers) & taken
+    for rec in again:
+        assert rec.id_number is not None
+        resident = identity.parse(rec.id_number)
+        identity.check_agreement(resident, birth_date=rec.birth_date, sex=rec.sex)
+    # Nothing but the number (and, only when a day is full, the birth date) changes.
+    assert [(r.family_name, r.given_name, r.phone) for r in again] == [
+        (r.family_name, r.given_name, r.phone) for r in first
+    ]

@@ -1,6 +1,11 @@
 """Demo patients: about 2,000 synthetic people registered across the members, with
 histories, including duplicate registrations for the MPI to link or queue.
 
+Most duplicates carry the registry's everyday errors (``synthetic.registry``) and link.
+A few are people who came back after moving to another district, with a new phone and
+without their ID card: only name, sex and birth date agree, so the MPI cannot be sure
+and queues them for a person to decide (the demo's review queue).
+
 Registrations go through the real use case (so the MPI matches them) with an
 idempotency key per synthetic record, which makes seeding idempotent; histories are
 written only for registrations that were new.
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -38,6 +43,7 @@ from medalliance.kernel.roles import Role
 DEMO_PERSONS = 1700  # with duplicates ≈ 2,100 registrations
 ANCHOR = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)  # fixed, so seeding is deterministic
 RANDOM_SEED = 20261124
+MOVED_SHARE = 0.03  # of the duplicate registrations: came back after moving (see above)
 
 
 @dataclass
@@ -72,6 +78,39 @@ def _valid_id(rec: synthetic.SyntheticRecord) -> str | None:
     return rec.id_number
 
 
+def _returned_after_moving(
+    rec: synthetic.SyntheticRecord, rng: random.Random
+) -> synthetic.SyntheticRecord:
+    """The same person registering again after moving to another district of the city:
+    a new street, district, postcode and phone, and no ID card at the desk."""
+    area, _city, districts = synthetic.PROVINCES[rec.province]
+    district = rng.choice([i for i, d in enumerate(districts) if d != rec.district])
+    return replace(
+        rec,
+        id_number=None,
+        phone=f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}",
+        district=districts[district],
+        postcode=f"{area[:4]}{district + 1:02d}",
+        street=f"{rng.choice(synthetic.STREETS)}{rng.randrange(1, 400)}号",
+    )
+
+
+def _registrations(persons: int) -> list[synthetic.SyntheticRecord]:
+    """The synthetic registry in registration order, a ``MOVED_SHARE`` of its duplicates
+    turned into people who came back after moving."""
+    moves = random.Random(f"{RANDOM_SEED}:moved")  # noqa: S311 - synthetic data
+    records = sorted(
+        synthetic.registry(persons, duplicate_rate=0.15, seed=RANDOM_SEED),
+        key=lambda r: r.record_id,
+    )
+    return [
+        _returned_after_moving(r, moves)
+        if "-D" in r.record_id and moves.random() < MOVED_SHARE
+        else r
+        for r in records
+    ]
+
+
 def seed_patients(
     session: Session, institutions: list[Institution], persons: int = DEMO_PERSONS
 ) -> PatientSeedSummary:
@@ -79,9 +118,8 @@ def seed_patients(
     summary = PatientSeedSummary()
     primary = [i for i in institutions if i.tier is Tier.PRIMARY]
     higher = [i for i in institutions if i.tier is not Tier.PRIMARY]
-    records = synthetic.registry(persons, duplicate_rate=0.15, seed=RANDOM_SEED)
     home: dict[int, Institution] = {}
-    for rec in sorted(records, key=lambda r: r.record_id):
+    for rec in _registrations(persons):
         first = rec.person not in home
         if first:
             home[rec.person] = rng.choice(primary if rng.random() < 0.6 else higher)

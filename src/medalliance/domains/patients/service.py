@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
@@ -53,14 +53,17 @@ RESOURCE = "Patient"
 
 
 def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
-    person = session.get(Person, person_id)
-    if person is None:
-        return None
-    ordered = session.scalars(
-        select(PatientRecord.institution_id)
-        .where(PatientRecord.person_id == person_id)
+    # The person and the members holding its records in one statement (every read of
+    # patient data starts here).
+    rows = session.execute(
+        select(Person.id, PatientRecord.institution_id)
+        .outerjoin(PatientRecord, PatientRecord.person_id == Person.id)
+        .where(Person.id == person_id)
         .order_by(PatientRecord.created_at)
     ).all()
+    if not rows:
+        return None
+    ordered = [r[1] for r in rows if r[1] is not None]
     institutions = frozenset(ordered)
     consent = consent_rules.in_force(
         session, person_id, first_institution_id=ordered[0] if ordered else None
@@ -535,6 +538,11 @@ def record_ids_of(session: Session, person_id: uuid.UUID) -> list[uuid.UUID]:
     )
 
 
+def record_ids_query(person_id: uuid.UUID | ColumnElement[uuid.UUID]) -> Select[uuid.UUID]:
+    """``record_ids_of`` as a subquery to embed (one statement instead of two)."""
+    return select(PatientRecord.id).where(PatientRecord.person_id == person_id)
+
+
 def person_of_record(session: Session, record_id: uuid.UUID) -> uuid.UUID | None:
     return session.scalar(select(PatientRecord.person_id).where(PatientRecord.id == record_id))
 
@@ -585,9 +593,3 @@ def find_local_record(
             .limit(1)
         )
     return None
-
-
-def record_ids_query(person_id: uuid.UUID) -> Select[Any]:
-    """The person's source-record ids as a subquery, for other domains' single-statement
-    reads (``X.patient_record_id.in_(record_ids_query(person))``)."""
-    return select(PatientRecord.id).where(PatientRecord.person_id == person_id)

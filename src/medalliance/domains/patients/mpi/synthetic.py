@@ -104,7 +104,7 @@ class SyntheticRecord:
         }
 
 
-def _person(rng: random.Random, index: int) -> SyntheticRecord:
+def _person(rng: random.Random, index: int, taken: set[str]) -> SyntheticRecord:
     sex = Sex.MALE if rng.random() < 0.5 else Sex.FEMALE
     family = (
         rng.choice(RARE_SURNAMES)
@@ -118,6 +118,7 @@ def _person(rng: random.Random, index: int) -> SyntheticRecord:
     area, city, districts = PROVINCES[province]
     district_index = rng.randrange(len(districts))
     address_code = area[:4] + f"{district_index + 2:02d}"
+    born, id_number = _unique_number(address_code, born, rng.randrange(1000), sex, taken)
     return SyntheticRecord(
         record_id=f"P{index:07d}",
         person=index,
@@ -125,7 +126,7 @@ def _person(rng: random.Random, index: int) -> SyntheticRecord:
         given_name=given,
         sex=sex,
         birth_date=born,
-        id_number=identity.make_number(address_code, born, rng.randrange(1000), sex),
+        id_number=id_number,
         phone=f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}",
         province=province,
         city=city,
@@ -133,6 +134,25 @@ def _person(rng: random.Random, index: int) -> SyntheticRecord:
         street=f"{rng.choice(STREETS)}{rng.randrange(1, 400)}号",
         postcode=f"{area[:4]}{district_index + 1:02d}",
     )
+
+
+SEQUENCES_PER_SEX = 500  # identity.make_number: odd sequence codes for men, even for women
+
+
+def _unique_number(
+    address_code: str, born: date, sequence: int, sex: Sex, taken: set[str]
+) -> tuple[date, str]:
+    """A valid number no other invented person holds (two people never share one; with
+    16 address codes a million people would otherwise draw ~900 clashes). On a clash the
+    next free sequence code is used, then the next day: no extra random draws, so every
+    other generated value stays as it was."""
+    while True:
+        for step in range(SEQUENCES_PER_SEX):
+            number = identity.make_number(address_code, born, sequence + step, sex)
+            if number not in taken:
+                taken.add(number)
+                return born, number
+        born += timedelta(days=1)
 
 
 def _typo_digit(rng: random.Random, text: str) -> str:
@@ -183,12 +203,23 @@ def _duplicate(rng: random.Random, source: SyntheticRecord, record_id: str) -> S
     return dup
 
 
-def registry(persons: int, *, duplicate_rate: float = 0.2, seed: int = 7) -> list[SyntheticRecord]:
-    """``persons`` people; a ``duplicate_rate`` share of them registered twice (a few thrice)."""
+def registry(
+    persons: int,
+    *,
+    duplicate_rate: float = 0.2,
+    seed: int = 7,
+    taken_ids: set[str] | None = None,
+) -> list[SyntheticRecord]:
+    """``persons`` people; a ``duplicate_rate`` share of them registered twice (a few thrice).
+
+    Every invented person gets a resident ID of their own. ``taken_ids``, when given,
+    holds numbers already in use (by registries generated before, say): they are
+    avoided, and the new people's numbers are added to it."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data
+    taken = taken_ids if taken_ids is not None else set()
     records: list[SyntheticRecord] = []
     for index in range(persons):
-        person = _person(rng, index)
+        person = _person(rng, index, taken)
         records.append(person)
         if rng.random() < duplicate_rate:
             copies = 2 if rng.random() < 0.1 else 1

@@ -35,7 +35,9 @@ from medalliance.domains.patients.mpi.comparisons import (
 )
 from medalliance.domains.patients.mpi.features import Codes, Features, FeatureTable
 from medalliance.domains.patients.mpi.model import (
+    LINK_THRESHOLD,
     PROBABILITY_FLOOR,
+    REVIEW_THRESHOLD,
     TF_FIELDS,
     MatchModel,
     _distribution,
@@ -206,8 +208,8 @@ def train(
     *,
     description: str,
     seed: int = 1,
-    link_threshold: float = 0.99,
-    review_threshold: float = 0.5,
+    link_threshold: float = LINK_THRESHOLD,
+    review_threshold: float = REVIEW_THRESHOLD,
     start: MatchModel | None = None,
     left_size: int | None = None,
     candidates: tuple[Index, Index] | None = None,
