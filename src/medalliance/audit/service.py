@@ -90,11 +90,11 @@ def take_pending(session: Session) -> list[AuditDraft]:
 
 _EVENTS = cast(Table, AuditEvent.__table__)
 _HEAD = cast(Table, AuditChainHead.__table__)
-_ROWS_PER_INSERT = 500
 # Built once: SQLAlchemy's compiled cache then serves every flush.
 _READ_HEAD = (
     select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
 )
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.seq)
 _UPDATE_HEAD = update(_HEAD).where(_HEAD.c.id == HEAD_ID)
 
 
@@ -149,10 +149,10 @@ def flush_pending(session: Session, drafts: list[AuditDraft] | None = None) -> i
         fields["prev_hash"], fields["hash"] = prev, digest
         rows.append(fields)
         prev = digest
-    # One multi-row INSERT … VALUES (…), (…) per chunk; chunks stay under the
-    # databases' bound-parameter limits (SQLite: 32766).
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        connection.execute(insert(_EVENTS).values(rows[start : start + _ROWS_PER_INSERT]))
+    # A list of parameter sets on one cached statement with RETURNING: SQLAlchemy's
+    # "insertmanyvalues" sends it as a multi-row INSERT … VALUES (…), (…) (pages of
+    # 1000 rows, under the drivers' parameter limits), compiled once per process.
+    connection.execute(_INSERT_EVENTS, rows)
     now = utcnow()
     if head is None:
         connection.execute(
