@@ -8,12 +8,15 @@ indexes rebuilt after the load), then VACUUM ANALYZE. The measured patient is
 registered through the real services at three members (linked by the MPI), has a
 visit at the ordering member, and 30 results written through the results service.
 Size: ``MEDALLIANCE_BENCH_RESULTS`` (results; patients = results ÷ 10).
+``MEDALLIANCE_BENCH_RESULTS_REUSE=1`` keeps a database an earlier run loaded (it is
+only migrated to head; the measured calls roll back, so it does not change).
 
     python -m benchmarks.run results_order_check [--database-url URL]
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import timedelta
@@ -35,6 +38,7 @@ from benchmarks.bench_patient_reads import (
     vacuum_analyze,
 )
 from benchmarks.harness import (
+    BenchmarkError,
     BenchmarkResult,
     Check,
     Options,
@@ -64,6 +68,7 @@ from medalliance.kernel.roles import Role
 NAME = "results_order_check"
 TITLE = "Order-time recognition check among 10 million results vs one indexed SQL query"
 RESULTS_ENV = "MEDALLIANCE_BENCH_RESULTS"
+REUSE_ENV = "MEDALLIANCE_BENCH_RESULTS_REUSE"
 DEFAULT_RESULTS = 10_000_000
 RESULTS_PER_PATIENT = 10
 CHUNK = 1_000_000
@@ -245,17 +250,46 @@ def load_target(url: str, clinician: Actor) -> tuple[uuid.UUID, int]:
         engine.dispose()
 
 
+def reuse_loaded(options: Options) -> tuple[str, str, uuid.UUID, int] | None:
+    """The database and target patient of an earlier run, when asked to reuse them."""
+    if os.environ.get(REUSE_ENV, "") not in ("1", "true", "yes"):
+        return None
+    url = bench_url(options)
+    conninfo = _conninfo(url)
+    wiring.load_all()
+    migrate.upgrade(url)  # additive: tables of domains merged since the load
+    with psycopg.connect(conninfo) as conn:
+        found = conn.execute(
+            "SELECT DISTINCT person_id FROM patient_records WHERE id_number = %s",
+            (RESIDENT_ID,),
+        ).fetchall()
+        target = conn.execute(
+            "SELECT count(*) FROM results WHERE order_ref LIKE 'BENCH-%%'"
+        ).fetchone()
+    if len(found) != 1 or not target or not target[0]:
+        raise BenchmarkError(f"{REUSE_ENV}: no loaded target patient in {url}")
+    return url, conninfo, found[0][0], int(target[0])
+
+
 def run(options: Options) -> BenchmarkResult:
     started = time.monotonic()
     results = _env_int(RESULTS_ENV, DEFAULT_RESULTS)
-    url, conninfo = setup(options)
-    setup_s = time.monotonic() - started
-    print(f"  generating {results:,} results …", flush=True)
-    timings = load_background(conninfo, results)
-    engine = build_engine(url)
-    clinician = _clinician(engine)
-    person_id, target_results = load_target(url, clinician)
-    vacuum_s = vacuum_analyze(conninfo, ("persons", "patient_records", "results"))
+    reused = reuse_loaded(options)
+    if reused is not None:
+        url, conninfo, person_id, target_results = reused
+        setup_s = vacuum_s = 0.0
+        timings = {"patients": 0.0, "results": 0.0, "indexes": 0.0}
+        engine = build_engine(url)
+        clinician = _clinician(engine)
+    else:
+        url, conninfo = setup(options)
+        setup_s = time.monotonic() - started
+        print(f"  generating {results:,} results …", flush=True)
+        timings = load_background(conninfo, results)
+        engine = build_engine(url)
+        clinician = _clinician(engine)
+        person_id, target_results = load_target(url, clinician)
+        vacuum_s = vacuum_analyze(conninfo, ("persons", "patient_records", "results"))
     with psycopg.connect(conninfo) as conn:
         total = conn.execute("SELECT count(*) FROM results").fetchone()
     loaded_results = int(total[0]) if total else 0
@@ -348,7 +382,9 @@ def run(options: Options) -> BenchmarkResult:
         f"**Issue target (p99 ≤ {TARGET_MS:.0f} ms with {loaded_results:,} results): "
         f"{'met' if app.p99_ms <= TARGET_MS else 'NOT met'}**, order-check p99 "
         f"{app.p99_ms:.2f} ms in-process (median of rounds).",
-        f"Load (generate_series, FK triggers off): patients {timings['patients']:.0f} s, "
+        "Database reused from an earlier run (loaded as described there)."
+        if reused is not None
+        else f"Load (generate_series, FK triggers off): patients {timings['patients']:.0f} s, "
         f"results {timings['results']:.0f} s, indexes {timings['indexes']:.0f} s; VACUUM "
         f"ANALYZE {vacuum_s:.0f} s; create, migrate, seed {setup_s:.1f} s.",
         f"{CALLS} calls per round, one at a time, each rolled back after its audit rows "

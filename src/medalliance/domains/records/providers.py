@@ -25,13 +25,12 @@ def encounter_relationship(
 ) -> policy.CareRelationship | None:
     if actor.institution_id is None:
         return None
-    records = patients_service.record_ids_of(session, person_id)
-    if not records:
-        return None
+    # One statement: the person's records as a subquery (this runs at every decision
+    # on another member's data).
     encounter_id = session.scalar(
         select(Encounter.id)
         .where(
-            Encounter.patient_record_id.in_(records),
+            Encounter.patient_record_id.in_(patients_service.record_ids_query(person_id)),
             Encounter.institution_id == actor.institution_id,
             Encounter.status.not_in([EncounterStatus.CANCELLED, EncounterStatus.ENTERED_IN_ERROR]),
             or_(
