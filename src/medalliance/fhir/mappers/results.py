@@ -5,6 +5,7 @@ check and supersession apply exactly as for HL7 v2 and the JSON API."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -50,7 +51,7 @@ OBSERVATION_STATUS = {
     "amended": "corrected",
     "corrected": "corrected",
 }
-LOINC_CODE = result_schemas.LOINC
+ANNOTATION_ONLY = re.compile(r"^\{[^{}]*\}$")
 DOMAIN_SYSTEM = {"LN": systems.LOINC}
 
 
@@ -163,13 +164,14 @@ class ObservationMapper(_ResultMapper):
             value_codes = kept.get((r.id, "value"))
             value: dict[str, Any]
             if r.value_numeric is not None:
+                annotated = (kept.get((r.id, "unit")) or [{}])[0]
                 value = {
                     "valueQuantity": prune(
                         {
                             "value": r.value_numeric,
-                            "unit": r.unit,
+                            "unit": annotated.get("display") or annotated.get("code") or r.unit,
                             "system": systems.UCUM if r.unit else None,
-                            "code": r.unit,
+                            "code": annotated.get("code") or r.unit,
                         }
                     )
                 }
@@ -252,6 +254,11 @@ class ObservationMapper(_ResultMapper):
             "category",
             [c for concept in resource.category or [] for c in codings_in(concept)],
         )
+        q = resource.valueQuantity
+        if q is not None and data.unit == "1" and q.code and ANNOTATION_ONLY.match(str(q.code)):
+            store.add_codings(
+                ctx.session, "Observation", result.id, "unit", [(systems.UCUM, q.code, q.unit)]
+            )
         if resource.valueCodeableConcept is not None:
             store.add_codings(
                 ctx.session,
@@ -270,6 +277,10 @@ def _value_of(resource: Any) -> dict[str, Any]:
     q = resource.valueQuantity
     if q is not None and q.value is not None:
         unit = q.code if q.system in (None, systems.UCUM) and q.code else q.unit
+        if unit and ANNOTATION_ONLY.match(str(unit)):
+            # A bare UCUM annotation ({score}) means 1; the results domain's UCUM parser
+            # fails on it, so store "1" and keep the annotated unit beside the row.
+            return {"value_numeric": float(q.value), "unit": "1"}
         return {"value_numeric": float(q.value), "unit": (str(unit) if unit else None)}
     if resource.valueCodeableConcept is not None:
         return {"value_text": concept_text(resource.valueCodeableConcept)}
