@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
-from sqlalchemy import Select, and_, false, not_, or_, select
+from sqlalchemy import Select, false, not_, or_, select
 
 from medalliance.domains.results import schemas as result_schemas
 from medalliance.domains.results import service as results_service
@@ -333,7 +333,7 @@ class DiagnosticReportMapper(_ResultMapper):
             hits = any(token(v)[1] == "RAD" for v in c.values)
             if c.modifier == "not":
                 hits = not hits
-            return query.where(and_(Result.id.is_not(None)) if hits else false())
+            return query if hits else query.where(false())
 
         params["category"] = SearchParam("token", apply, "RAD (every imaging report)")
         return params
