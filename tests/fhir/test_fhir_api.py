@@ -32,7 +32,7 @@ def test_metadata_lists_only_registered_types(fhir: TestClient) -> None:
     _valid(body)
     assert body["fhirVersion"] == "4.0.1"
     types = {r["type"]: r for r in body["rest"][0]["resource"]}
-    assert "Observation" not in types  # not modelled yet: not advertised
+    assert "ImagingStudy" not in types  # not modelled: not advertised
     assert {"Patient", "Organization", "Encounter", "Condition"} <= types.keys()
     assert {
         i["code"]

@@ -244,3 +244,47 @@ def test_fhirpy_transaction(server: dict[str, Any]) -> None:
     }
     result = client.execute("", method="post", data=bundle)
     assert [e["response"]["status"] for e in result["entry"]] == ["201 Created"] * 2
+
+
+def test_fhirpy_observations(server: dict[str, Any]) -> None:
+    client = _client(server)
+    patient = client.resource(
+        "Patient",
+        name=[{"family": "Walsh", "given": ["Alyce"]}],
+        gender="female",
+        birthDate="1975-05-05",
+    )
+    patient.save()
+    for value, when in ((5.4, "2026-10-01T08:00:00Z"), (7.9, "2026-11-01T08:00:00Z")):
+        client.resource(
+            "Observation",
+            status="final",
+            code={"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            subject={"reference": f"Patient/{patient.id}"},
+            effectiveDateTime=when,
+            valueQuantity={"value": value, "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+        ).save()
+    recent = (
+        client.resources("Observation")
+        .search(patient=patient.id, code="http://loinc.org|2345-7", date__ge="2026-10-15")
+        .fetch_all()
+    )
+    assert [o["valueQuantity"]["value"] for o in recent] == [7.9]
+    with_patient = (
+        client.resources("Observation")
+        .search(subject=f"Patient/{patient.id}", category="laboratory")
+        .include("Observation", "patient")
+        .fetch_raw()
+    )
+    kinds = [e["resource"]["resourceType"] for e in with_patient["entry"]]
+    assert sorted(kinds) == ["Observation", "Observation", "Patient"]
+    everything = client.execute(f"Patient/{patient.id}/$everything", method="get")
+    assert sum(e["resource"]["resourceType"] == "Observation" for e in everything["entry"]) == 2
+    with pytest.raises(OperationOutcome):
+        client.resource(
+            "Observation",
+            status="final",
+            code={"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            subject={"reference": f"Patient/{patient.id}"},
+            effectiveDateTime="2026-11-02T08:00:00Z",
+        ).save()  # no value: the results domain refuses it with an OperationOutcome

@@ -106,11 +106,20 @@ def _print(summary: object) -> None:
         | set(summary.already_present)
         | set(summary.not_modelled)
         | set(summary.not_yet_modelled)
+        | set(summary.read_only)
         | set(summary.failed_by_type)
     )
     for rtype in types:
-        skipped = summary.not_modelled[rtype] + summary.not_yet_modelled[rtype]
-        label = "not yet modelled" if rtype in summary.not_yet_modelled else "not modelled"
+        skipped = (
+            summary.not_modelled[rtype] + summary.not_yet_modelled[rtype] + summary.read_only[rtype]
+        )
+        label = (
+            "not yet modelled"
+            if rtype in summary.not_yet_modelled
+            else "read-only here"
+            if rtype in summary.read_only
+            else "not modelled"
+        )
         table.add_row(
             rtype,
             str(summary.created[rtype]),

@@ -47,6 +47,9 @@ class ImportSummary:
     already_present: Counter[str] = field(default_factory=Counter)
     not_modelled: Counter[str] = field(default_factory=Counter)
     not_yet_modelled: Counter[str] = field(default_factory=Counter)
+    # mapped for read and search, but not accepted by create (DiagnosticReport,
+    # MedicationRequest, Device): counted, never dropped silently
+    read_only: Counter[str] = field(default_factory=Counter)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     failed_by_type: Counter[str] = field(default_factory=Counter)
     dangling: Counter[str] = field(default_factory=Counter)  # by referenced type
@@ -64,6 +67,7 @@ class ImportSummary:
             + sum(self.already_present.values())
             + sum(self.not_modelled.values())
             + sum(self.not_yet_modelled.values())
+            + sum(self.read_only.values())
             + sum(self.failed_by_type.values())
         )
 
@@ -241,6 +245,8 @@ class Importer:
         for rtype, n in skipped.counts.items():
             if rtype in self.registry.not_yet_modelled:
                 self.summary.not_yet_modelled[rtype] += n
+            elif rtype in self.registry:
+                self.summary.read_only[rtype] += n
             else:
                 self.summary.not_modelled[rtype] += n
 

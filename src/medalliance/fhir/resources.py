@@ -8,8 +8,10 @@ from medalliance.fhir.mappers.alliance import (
     PractitionerMapper,
     PractitionerRoleMapper,
 )
+from medalliance.fhir.mappers.devices import DeviceMapper
 from medalliance.fhir.mappers.governance import AuditEventMapper, ConsentMapper
 from medalliance.fhir.mappers.patient import PatientMapper
+from medalliance.fhir.mappers.prescriptions import MedicationRequestMapper
 from medalliance.fhir.mappers.records import (
     AllergyIntoleranceMapper,
     ConditionMapper,
@@ -17,13 +19,12 @@ from medalliance.fhir.mappers.records import (
     MedicationStatementMapper,
     ProcedureMapper,
 )
+from medalliance.fhir.mappers.results import DiagnosticReportMapper, ObservationMapper
 from medalliance.fhir.registry import Registry
 
 # Modelled by capabilities that are being built: counted as "not yet modelled" by the
 # importer until their mapper is registered (one REGISTRY.register call each).
-NOT_YET_MODELLED = frozenset(
-    {"Observation", "DiagnosticReport", "MedicationRequest", "Device", "ImagingStudy"}
-)
+NOT_YET_MODELLED = frozenset({"ImagingStudy"})
 
 
 def build_registry() -> Registry:
@@ -40,6 +41,10 @@ def build_registry() -> Registry:
         AllergyIntoleranceMapper(),
         MedicationStatementMapper(),
         ProcedureMapper(),
+        ObservationMapper(),
+        DiagnosticReportMapper(),
+        MedicationRequestMapper(),
+        DeviceMapper(),
         ConsentMapper(),
         AuditEventMapper(),
     ):

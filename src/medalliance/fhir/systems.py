@@ -44,3 +44,20 @@ PURPOSE_OF_USE = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
 def mrn_system(institution_code: str) -> str:
     return MRN_PREFIX + institution_code
+
+
+# results
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+V2_0078 = "http://terminology.hl7.org/CodeSystem/v2-0078"  # abnormal flags (interpretation)
+V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"  # diagnostic service section
+RESULT_LOCAL = f"{LOCAL}:cs:result-item"  # a member's local item code (item_system "L")
+
+# prescriptions and devices
+TCM_FORMULA = f"{LOCAL}:cs:tcm-formula"  # the formula catalogue id of domains/tcm
+TCM_HERB = f"{LOCAL}:cs:tcm-herb"  # the reference herb a written herb name resolves to
+HERBAL_FORM = f"{LOCAL}:cs:herbal-form"  # decoction | granules
+RX_KIND = f"{LOCAL}:cs:prescription-kind"  # tcm-herbal
+DEVICE_TYPE = f"{LOCAL}:cs:device-type"  # bp_monitor, glucometer … (domains/monitoring)
+DEVICE_SERIAL = f"{LOCAL}:id:device-serial"

@@ -1,0 +1,380 @@
+"""Results: Observation (lab results, kind ``lab``) and DiagnosticReport (imaging reports,
+kind ``imaging``), both over ``results.models.Result``. Writes go through
+``results.service.record_lab_result``, so the policy, the audit trail, the UCUM unit
+check and supersession apply exactly as for HL7 v2 and the JSON API."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import ValidationError
+from sqlalchemy import Select, false, not_, or_, select
+
+from medalliance.domains.results import schemas as result_schemas
+from medalliance.domains.results import service as results_service
+from medalliance.domains.results.models import Result, ResultKind
+from medalliance.fhir import store, systems
+from medalliance.fhir.mappers.common import (
+    PatientDataMapper,
+    aware,
+    coding,
+    codings_in,
+    concept_text,
+    domain_validation,
+    identifier_param,
+    instant,
+    keep_identifiers,
+    meta,
+    patient_ref,
+    persons_of_records,
+    prune,
+    status_of,
+)
+from medalliance.fhir.mappers.records import _code_search
+from medalliance.fhir.models import FhirCoding
+from medalliance.fhir.outcome import invalid
+from medalliance.fhir.registry import CREATE, READ, SEARCH, Include, Written
+from medalliance.fhir.search import Criterion, SearchParam, SearchRequest, date_param, token
+
+if TYPE_CHECKING:
+    import uuid
+
+    from sqlalchemy.orm import Session
+
+    from medalliance.fhir.context import FhirContext
+
+# FHIR Observation.status → the domain's status (amended and corrected are one to us).
+OBSERVATION_STATUS = {
+    "preliminary": "preliminary",
+    "final": "final",
+    "amended": "corrected",
+    "corrected": "corrected",
+}
+ANNOTATION_ONLY = re.compile(r"^\{[^{}]*\}$")
+DOMAIN_SYSTEM = {"LN": systems.LOINC}
+
+
+def _kept_category_ids(rtype: str) -> Any:
+    return select(FhirCoding.resource_id).where(
+        FhirCoding.resource_type == rtype, FhirCoding.element == "category"
+    )
+
+
+def _category_param(rtype: str, default: str) -> SearchParam:
+    """category=[system|]code: the kept categories, or the default for rows without any."""
+
+    def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
+        conditions = []
+        for value in c.values:
+            system, code = token(value)
+            conditions.append(
+                Result.id.in_(store.ids_with_coding(rtype, "category", system or None, code))
+            )
+            if code == default and system in (None, "", systems.OBSERVATION_CATEGORY):
+                conditions.append(Result.id.not_in(_kept_category_ids(rtype)))
+        clause = or_(*conditions) if conditions else false()
+        return query.where(not_(clause) if c.modifier == "not" else clause)
+
+    return SearchParam("token", apply, f"category (default {default})")
+
+
+class _ResultMapper(PatientDataMapper):
+    kind: ClassVar[ResultKind]
+    default_category: ClassVar[str]
+
+    def exists(self, session: Session, rid: uuid.UUID) -> bool:
+        row = session.get(Result, rid)
+        return row is not None and row.kind is self.kind
+
+    def get_row(self, ctx: FhirContext, rid: str) -> Any:
+        row = super().get_row(ctx, rid)
+        if row.kind is not self.kind:  # the other resource type's row
+            from medalliance.fhir.outcome import FhirError
+
+            raise FhirError(404, f"{self.resource_type}/{rid} is not known", code="not-found")
+        return row
+
+    def scope(self, ctx: FhirContext, query: Select[Any], req: SearchRequest) -> Select[Any]:
+        return super().scope(ctx, query, req).where(Result.kind == self.kind)
+
+    def search_params(self) -> dict[str, SearchParam]:
+        rtype = self.resource_type
+        return {
+            **super().search_params(),
+            "identifier": identifier_param(rtype),
+            "code": _code_search(rtype, "code", {systems.LOINC: [Result.item_code]}),
+            "date": date_param(Result.effective_at, doc="effective (specimen or study time)"),
+            "status": token_param_status(),
+            "category": _category_param(rtype, self.default_category),
+        }
+
+    def sort_columns(self) -> dict[str, Any]:
+        return {"date": Result.effective_at, "status": Result.status}
+
+    def _code(self, r: Result, kept: list[dict[str, Any]] | None) -> dict[str, Any]:
+        return prune(
+            {
+                "coding": kept
+                or [coding(DOMAIN_SYSTEM.get(r.item_system, systems.RESULT_LOCAL), r.item_code)],
+                "text": r.item_name,
+            }
+        )
+
+    def _categories(self, r: Result, kept: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        if kept:
+            return [{"coding": [c]} for c in kept]
+        return [{"coding": [coding(systems.OBSERVATION_CATEGORY, self.default_category)]}]
+
+
+def token_param_status() -> SearchParam:
+    """status: the FHIR codes (amended is answered as corrected)."""
+
+    def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
+        wanted = {OBSERVATION_STATUS.get(token(v)[1], token(v)[1]) for v in c.values}
+        clause = Result.status.in_(sorted(wanted))
+        return query.where(not_(clause) if c.modifier == "not" else clause)
+
+    return SearchParam("token", apply, "preliminary | final | corrected (amended)")
+
+
+class ObservationMapper(_ResultMapper):
+    """A lab result. Every Observation with a code and a value is stored as one: vital
+    signs, survey scores and social history too (their category is kept and answered
+    back), since the results domain accepts items outside its recognition catalogue."""
+
+    resource_type = "Observation"
+    model = Result
+    kind = ResultKind.LAB
+    default_category = "laboratory"
+    interactions = (READ, SEARCH, CREATE)
+    includes: ClassVar[dict[str, Include]] = {
+        "Observation:patient": Include("Patient", "person_id"),
+        "Observation:subject": Include("Patient", "person_id"),
+    }
+    revincludes = ("Observation:patient", "Observation:subject")
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
+        ids = [r.id for r in rows]
+        side = store.identifiers_of(ctx.session, "Observation", ids)
+        kept = store.codings_of(ctx.session, "Observation", ids)
+        out = []
+        for r in rows:
+            value_codes = kept.get((r.id, "value"))
+            value: dict[str, Any]
+            if r.value_numeric is not None:
+                annotated = (kept.get((r.id, "unit")) or [{}])[0]
+                value = {
+                    "valueQuantity": prune(
+                        {
+                            "value": r.value_numeric,
+                            "unit": annotated.get("display") or annotated.get("code") or r.unit,
+                            "system": systems.UCUM if r.unit else None,
+                            "code": annotated.get("code") or r.unit,
+                        }
+                    )
+                }
+            elif value_codes:
+                value = {
+                    "valueCodeableConcept": prune({"coding": value_codes, "text": r.value_text})
+                }
+            else:
+                value = {"valueString": r.value_text}
+            out.append(
+                prune(
+                    {
+                        "resourceType": "Observation",
+                        "id": str(r.id),
+                        "meta": meta(r),
+                        "identifier": side.get(r.id),
+                        "status": "amended" if str(r.status) == "corrected" else str(r.status),
+                        "category": self._categories(r, kept.get((r.id, "category"))),
+                        "code": self._code(r, kept.get((r.id, "code"))),
+                        "subject": patient_ref(persons[r.patient_record_id]),
+                        "effectiveDateTime": instant(r.effective_at),
+                        "issued": instant(r.issued_at),
+                        "performer": [{"reference": f"Organization/{r.institution_id}"}],
+                        **value,
+                        "interpretation": [{"coding": [coding(systems.V2_0078, r.abnormal_flag)]}]
+                        if r.abnormal_flag
+                        else None,
+                        "referenceRange": [{"text": r.reference_range}]
+                        if r.reference_range
+                        else None,
+                    }
+                )
+            )
+        return out
+
+    def create(self, ctx: FhirContext, resource: Any) -> Written:
+        person = self.subject_of(ctx, resource, "subject")
+        codes = codings_in(resource.code)
+        loinc = next((c for c in codes if c[0] == systems.LOINC and c[1]), None)
+        first = loinc or next((c for c in codes if c[1]), None)
+        if first is None or first[1] is None:
+            raise invalid("Observation.code", "Observation.code needs a coding with a code")
+        effective = aware(resource.effectiveDateTime) or aware(
+            resource.effectivePeriod.start if resource.effectivePeriod else None
+        )
+        effective = effective or aware(resource.effectiveInstant) or aware(resource.issued)
+        if effective is None:
+            raise invalid("Observation.effective[x]", "Observation.effective[x] is required here")
+        value = _value_of(resource)
+        interpretation = next(
+            (c[1] for concept in resource.interpretation or [] for c in codings_in(concept)),
+            None,
+        )
+        ranges = [r.text for r in resource.referenceRange or [] if r.text]
+        try:
+            data = result_schemas.LabResultIn(
+                item_code=first[1][:32],
+                item_system="LN" if loinc else "L",
+                item_name=(concept_text(resource.code) or "")[:200] or None,
+                status=status_of(OBSERVATION_STATUS, resource.status, "Observation.status"),
+                effective_at=effective,
+                issued_at=aware(resource.issued),
+                abnormal_flag=interpretation
+                if interpretation in result_schemas.ABNORMAL_FLAGS
+                else None,
+                reference_range=ranges[0][:64] if ranges else None,
+                **value,
+            )
+        except ValidationError as exc:
+            raise domain_validation("Observation", exc) from exc
+        result = results_service.record_lab_result(
+            session=ctx.session, actor=ctx.actor, person_id=person, data=data, source="fhir"
+        )
+        keep_identifiers(ctx, "Observation", result.id, resource, set())
+        store.add_codings(ctx.session, "Observation", result.id, "code", codes)
+        store.add_codings(
+            ctx.session,
+            "Observation",
+            result.id,
+            "category",
+            [c for concept in resource.category or [] for c in codings_in(concept)],
+        )
+        q = resource.valueQuantity
+        if q is not None and data.unit == "1" and q.code and ANNOTATION_ONLY.match(str(q.code)):
+            store.add_codings(
+                ctx.session, "Observation", result.id, "unit", [(systems.UCUM, q.code, q.unit)]
+            )
+        if resource.valueCodeableConcept is not None:
+            store.add_codings(
+                ctx.session,
+                "Observation",
+                result.id,
+                "value",
+                codings_in(resource.valueCodeableConcept),
+            )
+        return Written("Observation", result.id)
+
+
+def _value_of(resource: Any) -> dict[str, Any]:
+    """value[x] onto the domain's numeric value + UCUM unit, or its text. Components
+    (a blood pressure's systolic and diastolic) become one text value: the domain keeps
+    one value per result."""
+    q = resource.valueQuantity
+    if q is not None and q.value is not None:
+        unit = q.code if q.system in (None, systems.UCUM) and q.code else q.unit
+        if unit and ANNOTATION_ONLY.match(str(unit)):
+            # A bare UCUM annotation ({score}) means 1; the results domain's UCUM parser
+            # fails on it, so store "1" and keep the annotated unit beside the row.
+            return {"value_numeric": float(q.value), "unit": "1"}
+        return {"value_numeric": float(q.value), "unit": (str(unit) if unit else None)}
+    if resource.valueCodeableConcept is not None:
+        return {"value_text": concept_text(resource.valueCodeableConcept)}
+    for attr in ("valueString", "valueBoolean", "valueInteger", "valueDateTime", "valueTime"):
+        raw = getattr(resource, attr, None)
+        if raw is not None:
+            return {"value_text": str(raw).lower() if attr == "valueBoolean" else str(raw)}
+    parts = []
+    for comp in resource.component or []:
+        name = concept_text(comp.code) or "?"
+        cq = comp.valueQuantity
+        if cq is not None and cq.value is not None:
+            parts.append(f"{name}: {cq.value} {cq.code or cq.unit or ''}".rstrip())
+        elif comp.valueCodeableConcept is not None:
+            parts.append(f"{name}: {concept_text(comp.valueCodeableConcept)}")
+        elif comp.valueString is not None:
+            parts.append(f"{name}: {comp.valueString}")
+    if parts:
+        return {"value_text": "; ".join(parts)[:2000]}
+    raise invalid(
+        "Observation.value[x]",
+        "Observation.value[x] (or a component with a value) is required: the results "
+        "domain stores a value for every result",
+    )
+
+
+class DiagnosticReportMapper(_ResultMapper):
+    """An imaging report (modality, body site, report text, conclusion). Read and search
+    only: a lab panel has no domain counterpart (results are grouped by nothing but the
+    order reference), and imaging reports arrive through HL7 v2 or the JSON API."""
+
+    resource_type = "DiagnosticReport"
+    model = Result
+    kind = ResultKind.IMAGING
+    default_category = "RAD"
+    includes: ClassVar[dict[str, Include]] = {
+        "DiagnosticReport:patient": Include("Patient", "person_id"),
+        "DiagnosticReport:subject": Include("Patient", "person_id"),
+    }
+    revincludes = ("DiagnosticReport:patient", "DiagnosticReport:subject")
+
+    def _categories(self, r: Result, kept: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        return [{"coding": [coding(systems.V2_0074, "RAD", "Radiology")]}]
+
+    def search_params(self) -> dict[str, SearchParam]:
+        params = super().search_params()
+
+        def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
+            # every imaging report is RAD; any other category matches nothing
+            hits = any(token(v)[1] == "RAD" for v in c.values)
+            if c.modifier == "not":
+                hits = not hits
+            return query if hits else query.where(false())
+
+        params["category"] = SearchParam("token", apply, "RAD (every imaging report)")
+        return params
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
+        ids = [r.id for r in rows]
+        side = store.identifiers_of(ctx.session, "DiagnosticReport", ids)
+        kept = store.codings_of(ctx.session, "DiagnosticReport", ids)
+        return [
+            prune(
+                {
+                    "resourceType": "DiagnosticReport",
+                    "id": str(r.id),
+                    "meta": meta(r),
+                    "identifier": side.get(r.id),
+                    "status": "amended" if str(r.status) == "corrected" else str(r.status),
+                    "category": self._categories(r, None),
+                    "code": self._code(r, kept.get((r.id, "code"))),
+                    "subject": patient_ref(persons[r.patient_record_id]),
+                    "effectiveDateTime": instant(r.effective_at),
+                    "issued": instant(r.issued_at),
+                    "performer": [{"reference": f"Organization/{r.institution_id}"}],
+                    "conclusion": r.conclusion,
+                    "presentedForm": [
+                        prune(
+                            {
+                                "contentType": "text/plain; charset=utf-8",
+                                "title": " ".join(x for x in (r.modality, r.body_site) if x),
+                                "url": r.pacs_url,
+                                "data": _b64(r.report_text) if r.report_text else None,
+                            }
+                        )
+                    ],
+                }
+            )
+            for r in rows
+        ]
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
