@@ -109,6 +109,9 @@ def test_reference_data_carries_sources_and_windows_from_workflows() -> None:
         ("%", "MFr", True),
         ("mmol/L", "MFr", False),
         ("kg", None, True),  # an item without a known family takes any UCUM unit
+        ("{score}", None, True),  # a lone annotation is the unity 1 in UCUM
+        ("{count}", "MFr", True),  # … so it is dimensionless
+        ("{score}", "SCnc", False),
     ],
 )
 def test_units_fit_their_loinc_family(unit: str, prop: str | None, fits: bool) -> None:
@@ -119,6 +122,7 @@ def test_units_fit_their_loinc_family(unit: str, prop: str | None, fits: bool) -
             units.check_unit(unit, prop)
 
 
-def test_a_unit_that_is_not_ucum_is_refused() -> None:
+@pytest.mark.parametrize("unit", ["furlongs per fortnight", "{a}{b}", "{unclosed"])
+def test_a_unit_that_is_not_ucum_is_refused(unit: str) -> None:
     with pytest.raises(units.UnitError, match="not a valid UCUM unit"):
-        units.check_unit("furlongs per fortnight", None)
+        units.check_unit(unit, None)

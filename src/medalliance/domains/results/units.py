@@ -34,7 +34,14 @@ def dimension_of(ucum: str) -> str:
         quantity = _registry().from_ucum(ucum)
     except Exception as exc:  # ucumvert raises its own and lark's errors
         raise UnitError(f"{ucum!r} is not a valid UCUM unit") from exc
-    return str(quantity.dimensionality)
+    dimensionality = getattr(quantity, "dimensionality", None)
+    if dimensionality is None:
+        # ucumvert hands back the bare token for an annotation alone ({score}, {count}):
+        # UCUM defines a lone annotation as the unity 1, so it is dimensionless.
+        if ucum.startswith("{") and ucum.endswith("}") and ucum.count("{") == 1:
+            return "dimensionless"
+        raise UnitError(f"{ucum!r} is not a valid UCUM unit")
+    return str(dimensionality)
 
 
 def check_unit(ucum: str, unit_property: str | None) -> None:
