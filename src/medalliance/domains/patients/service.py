@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import date
-from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
@@ -15,11 +14,13 @@ from medalliance.access import policy
 from medalliance.access.permissions import Permission
 from medalliance.audit import service as audit
 from medalliance.domains.alliance import service as alliance_service
+from medalliance.domains.alliance.models import Alliance, Institution, SharingDefault
 from medalliance.domains.patients import consent as consent_rules
 from medalliance.domains.patients import golden, identity, names
 from medalliance.domains.patients.identity import IdNumberError
 from medalliance.domains.patients.models import (
     Consent,
+    ConsentStatus,
     IdentifierSystem,
     PatientIdentifier,
     PatientRecord,
@@ -43,9 +44,6 @@ from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-if TYPE_CHECKING:
-    from medalliance.domains.alliance.models import Institution
-
 RESOURCE = "Patient"
 
 
@@ -53,26 +51,48 @@ RESOURCE = "Patient"
 
 
 def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
-    # The person and the members holding its records in one statement (every read of
-    # patient data starts here).
+    # One statement (every read of patient data starts here): the person, the members
+    # holding its records (first registration first), the latest recorded consent, and
+    # the sharing default of each record's alliance (the first record's one applies
+    # when no consent was recorded, as in ``consent.in_force``).
+    latest_consent = (
+        select(Consent.status, Consent.excluded_institution_ids)
+        .where(Consent.person_id == Person.id)
+        .order_by(Consent.recorded_at.desc(), Consent.id.desc())
+        .limit(1)
+    )
+    alliance_default = (
+        select(Alliance.sharing_default)
+        .join(Institution, Institution.alliance_id == Alliance.id)
+        .where(Institution.id == PatientRecord.institution_id)
+        .scalar_subquery()
+    )
     rows = session.execute(
-        select(Person.id, PatientRecord.institution_id)
+        select(
+            Person.id,
+            PatientRecord.institution_id,
+            latest_consent.with_only_columns(Consent.status).scalar_subquery(),
+            latest_consent.with_only_columns(Consent.excluded_institution_ids).scalar_subquery(),
+            alliance_default,
+        )
         .outerjoin(PatientRecord, PatientRecord.person_id == Person.id)
         .where(Person.id == person_id)
         .order_by(PatientRecord.created_at)
     ).all()
     if not rows:
         return None
-    ordered = [r[1] for r in rows if r[1] is not None]
-    institutions = frozenset(ordered)
-    consent = consent_rules.in_force(
-        session, person_id, first_institution_id=ordered[0] if ordered else None
-    )
+    _, _, consent_status, excluded, default = rows[0]
+    if consent_status is None:  # none recorded: the alliance's default
+        sharing = default is SharingDefault.OPT_OUT
+        excluded_ids: frozenset[uuid.UUID] = frozenset()
+    else:
+        sharing = consent_status == ConsentStatus.GRANTED
+        excluded_ids = frozenset(uuid.UUID(str(i)) for i in excluded or [])
     return policy.PatientFacts(
         patient_id=person_id,
-        institution_ids=institutions,
-        sharing_consent=consent.status == "granted",
-        excluded_institution_ids=frozenset(consent.excluded_institution_ids),
+        institution_ids=frozenset(r[1] for r in rows if r[1] is not None),
+        sharing_consent=sharing,
+        excluded_institution_ids=excluded_ids,
     )
 
 
