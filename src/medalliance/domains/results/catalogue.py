@@ -6,6 +6,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -153,25 +154,38 @@ def list_versions(session: Session, codes: Collection[str]) -> dict[str, list[ru
     return found
 
 
+ITEM_ANSWER_COLUMNS = (
+    RecognitionItem.code,
+    RecognitionItem.version,
+    RecognitionItem.valid_from,
+    RecognitionItem.valid_to,
+    RecognitionItem.validity_days,
+    RecognitionItem.validity_source,
+    RecognitionItem.name_zh,
+    RecognitionItem.name_en,
+)
+
+
 def versions_and_current(
     session: Session, codes: Collection[str], day: date
-) -> tuple[dict[str, list[rules.ListVersion]], dict[str, RecognitionItem]]:
-    """In one query: every list version of the items, and the version in force on ``day``."""
+) -> tuple[dict[str, list[rules.ListVersion]], dict[str, Any]]:
+    """In one query: every list version of the items, and the version in force on ``day``
+    (a row of ``ITEM_ANSWER_COLUMNS``: plain columns, not ORM objects, for the order check)."""
     versions: dict[str, list[rules.ListVersion]] = defaultdict(list)
-    current: dict[str, RecognitionItem] = {}
+    current: dict[str, Any] = {}
     if not codes:
         return versions, current
-    rows = session.scalars(
-        select(RecognitionItem)
+    rows = session.execute(
+        select(*ITEM_ANSWER_COLUMNS)
         .where(RecognitionItem.code.in_(list(codes)))
         .order_by(RecognitionItem.code, RecognitionItem.version)
     )
-    for item in rows:
-        versions[item.code].append(
-            rules.ListVersion(item.version, item.valid_from, item.valid_to, item.validity_days)
+    for row in rows:
+        versions[row.code].append(
+            rules.ListVersion(row.version, row.valid_from, row.valid_to, row.validity_days)
         )
-        if _covers(item, day):
-            current[item.code] = item
+        if row.valid_from <= day and (row.valid_to is None or day < row.valid_to):
+            current[row.code] = row
     return versions, current
 
 
