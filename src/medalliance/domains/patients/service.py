@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import date
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -50,11 +51,12 @@ RESOURCE = "Patient"
 # --- facts for the access policy ------------------------------------------------------
 
 
-def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
-    # One statement (every read of patient data starts here): the person, the members
-    # holding its records (first registration first), the latest recorded consent, and
-    # the sharing default of each record's alliance (the first record's one applies
-    # when no consent was recorded, as in ``consent.in_force``).
+def _facts_statement() -> Select[Any]:
+    """The person, the members holding its records (first registration first), the
+    latest recorded consent, and the sharing default of each record's alliance (the
+    first record's one applies when no consent was recorded, as in
+    ``consent.in_force``): one statement, built once (every read of patient data
+    starts here)."""
     latest_consent = (
         select(Consent.status, Consent.excluded_institution_ids)
         .where(Consent.person_id == Person.id)
@@ -67,7 +69,7 @@ def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
         .where(Institution.id == PatientRecord.institution_id)
         .scalar_subquery()
     )
-    rows = session.execute(
+    return (
         select(
             Person.id,
             PatientRecord.institution_id,
@@ -76,9 +78,16 @@ def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
             alliance_default,
         )
         .outerjoin(PatientRecord, PatientRecord.person_id == Person.id)
-        .where(Person.id == person_id)
+        .where(Person.id == bindparam("person_id", type_=Person.id.type))
         .order_by(PatientRecord.created_at)
-    ).all()
+    )
+
+
+_FACTS = _facts_statement()
+
+
+def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
+    rows = session.execute(_FACTS, {"person_id": person_id}).all()
     if not rows:
         return None
     _, _, consent_status, excluded, default = rows[0]

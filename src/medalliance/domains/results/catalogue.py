@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from medalliance.access.permissions import Permission
@@ -165,6 +165,12 @@ ITEM_ANSWER_COLUMNS = (
     RecognitionItem.name_en,
 )
 
+_ITEM_VERSIONS = (
+    select(*ITEM_ANSWER_COLUMNS)
+    .where(RecognitionItem.code.in_(bindparam("codes", expanding=True)))
+    .order_by(RecognitionItem.code, RecognitionItem.version)
+)
+
 
 def versions_and_current(
     session: Session, codes: Collection[str], day: date
@@ -175,11 +181,7 @@ def versions_and_current(
     current: dict[str, Any] = {}
     if not codes:
         return versions, current
-    rows = session.execute(
-        select(*ITEM_ANSWER_COLUMNS)
-        .where(RecognitionItem.code.in_(list(codes)))
-        .order_by(RecognitionItem.code, RecognitionItem.version)
-    )
+    rows = session.execute(_ITEM_VERSIONS, {"codes": list(codes)})
     for row in rows:
         versions[row.code].append(
             rules.ListVersion(row.version, row.valid_from, row.valid_to, row.validity_days)
@@ -239,6 +241,19 @@ def list_accreditations(
     )
 
 
+# Built once: the order check runs this at every order.
+_EQA_PERIODS = select(
+    LabAccreditation.institution_id,
+    LabAccreditation.item_code,
+    LabAccreditation.passed,
+    LabAccreditation.valid_from,
+    LabAccreditation.valid_to,
+).where(
+    LabAccreditation.institution_id.in_(bindparam("institution_ids", expanding=True)),
+    LabAccreditation.item_code.in_(bindparam("codes", expanding=True)),
+)
+
+
 def eqa_periods(
     session: Session, institution_ids: Collection[uuid.UUID], codes: Collection[str]
 ) -> dict[tuple[uuid.UUID, str], list[rules.EqaPeriod]]:
@@ -246,16 +261,7 @@ def eqa_periods(
         return {}
     found: dict[tuple[uuid.UUID, str], list[rules.EqaPeriod]] = defaultdict(list)
     rows = session.execute(
-        select(
-            LabAccreditation.institution_id,
-            LabAccreditation.item_code,
-            LabAccreditation.passed,
-            LabAccreditation.valid_from,
-            LabAccreditation.valid_to,
-        ).where(
-            LabAccreditation.institution_id.in_(list(institution_ids)),
-            LabAccreditation.item_code.in_(list(codes)),
-        )
+        _EQA_PERIODS, {"institution_ids": list(institution_ids), "codes": list(codes)}
     )
     for institution_id, code, passed, valid_from, valid_to in rows:
         found[(institution_id, code)].append(rules.EqaPeriod(passed, valid_from, valid_to))

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -29,9 +29,11 @@ from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
+_INSTITUTION_ID_BY_CODE = select(Institution.id).where(Institution.code == bindparam("code"))
+
 
 def _ordering_institution(session: Session, actor: Actor, code: str) -> uuid.UUID:
-    institution_id = session.scalar(select(Institution.id).where(Institution.code == code))
+    institution_id = session.scalar(_INSTITUTION_ID_BY_CODE, {"code": code})
     if institution_id is None:
         raise InvalidInput(f"No institution with code {code!r}.", field="institution_code")
     if institution_id != actor.institution_id:
@@ -59,6 +61,22 @@ CANDIDATE_COLUMNS = (
 )
 
 
+# Built once (this runs at every order): the patient's current results of the items,
+# newest first, with the performing member's code and name.
+_CANDIDATES = (
+    select(*CANDIDATE_COLUMNS)
+    .join(Institution, Institution.id == Result.institution_id)
+    .where(
+        Result.patient_record_id.in_(
+            patients_service.record_ids_query(bindparam("person_id", type_=Result.id.type))
+        ),
+        Result.item_code.in_(bindparam("codes", expanding=True)),
+        Result.superseded_by_id.is_(None),
+    )
+    .order_by(Result.effective_at.desc())
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     result: Any  # a Row of CANDIDATE_COLUMNS
@@ -81,18 +99,7 @@ def order_check(
     codes = list(dict.fromkeys(data.items))
     now = utcnow()
     # Plain columns, not ORM objects: this runs at every order and must stay cheap.
-    rows = list(
-        session.execute(
-            select(*CANDIDATE_COLUMNS)
-            .join(Institution, Institution.id == Result.institution_id)
-            .where(
-                Result.patient_record_id.in_(patients_service.record_ids_query(data.patient_id)),
-                Result.item_code.in_(codes),
-                Result.superseded_by_id.is_(None),
-            )
-            .order_by(Result.effective_at.desc())
-        )
-    )
+    rows = list(session.execute(_CANDIDATES, {"person_id": data.patient_id, "codes": codes}))
     owner_codes = {r.institution_id: r.institution_code for r in rows}
     allowed = visible_owners(session, actor, facts, owner_codes)
     rows = [r for r in rows if allowed[r.institution_id]]
