@@ -320,15 +320,16 @@ def _read(session: Session, person: Person, decision: policy.Decision) -> Patien
 
 def is_pregnant(session: Session, person_id: uuid.UUID) -> bool | None:
     """For the safety checks of other domains: the newest recorded status."""
-    record = session.scalar(
-        select(PatientRecord)
+    # One column, not the ORM record: the TCM and prescribing checks call this per check.
+    status = session.scalar(
+        select(PatientRecord.pregnancy_status)
         .where(PatientRecord.person_id == person_id)
         .order_by(PatientRecord.pregnancy_recorded_at.desc().nulls_last())
         .limit(1)
     )
-    if record is None or record.pregnancy_status == "unknown":
+    if status is None or status == "unknown":
         return None
-    return record.pregnancy_status == "pregnant"
+    return bool(status == "pregnant")
 
 
 # --- update ---------------------------------------------------------------------------
