@@ -6,20 +6,22 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
 from medalliance.access.permissions import Permission
 from medalliance.audit import service as audit
 from medalliance.domains.alliance import service as alliance_service
+from medalliance.domains.alliance.models import Alliance, Institution, SharingDefault
 from medalliance.domains.patients import consent as consent_rules
 from medalliance.domains.patients import golden, identity, names
 from medalliance.domains.patients.identity import IdNumberError
 from medalliance.domains.patients.models import (
     Consent,
+    ConsentStatus,
     IdentifierSystem,
     PatientIdentifier,
     PatientRecord,
@@ -43,36 +45,63 @@ from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-if TYPE_CHECKING:
-    from medalliance.domains.alliance.models import Institution
-
 RESOURCE = "Patient"
 
 
 # --- facts for the access policy ------------------------------------------------------
 
 
-def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
-    # The person and the members holding its records in one statement (every read of
-    # patient data starts here).
-    rows = session.execute(
-        select(Person.id, PatientRecord.institution_id)
+def _facts_statement() -> Select[Any]:
+    """The person, the members holding its records (first registration first), the
+    latest recorded consent, and the sharing default of each record's alliance (the
+    first record's one applies when no consent was recorded, as in
+    ``consent.in_force``): one statement, built once (every read of patient data
+    starts here)."""
+    latest_consent = (
+        select(Consent.status, Consent.excluded_institution_ids)
+        .where(Consent.person_id == Person.id)
+        .order_by(Consent.recorded_at.desc(), Consent.id.desc())
+        .limit(1)
+    )
+    alliance_default = (
+        select(Alliance.sharing_default)
+        .join(Institution, Institution.alliance_id == Alliance.id)
+        .where(Institution.id == PatientRecord.institution_id)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            Person.id,
+            PatientRecord.institution_id,
+            latest_consent.with_only_columns(Consent.status).scalar_subquery(),
+            latest_consent.with_only_columns(Consent.excluded_institution_ids).scalar_subquery(),
+            alliance_default,
+        )
         .outerjoin(PatientRecord, PatientRecord.person_id == Person.id)
-        .where(Person.id == person_id)
+        .where(Person.id == bindparam("person_id", type_=Person.id.type))
         .order_by(PatientRecord.created_at)
-    ).all()
+    )
+
+
+_FACTS = _facts_statement()
+
+
+def facts(session: Session, person_id: uuid.UUID) -> policy.PatientFacts | None:
+    rows = session.execute(_FACTS, {"person_id": person_id}).all()
     if not rows:
         return None
-    ordered = [r[1] for r in rows if r[1] is not None]
-    institutions = frozenset(ordered)
-    consent = consent_rules.in_force(
-        session, person_id, first_institution_id=ordered[0] if ordered else None
-    )
+    _, _, consent_status, excluded, default = rows[0]
+    if consent_status is None:  # none recorded: the alliance's default
+        sharing = default is SharingDefault.OPT_OUT
+        excluded_ids: frozenset[uuid.UUID] = frozenset()
+    else:
+        sharing = consent_status == ConsentStatus.GRANTED
+        excluded_ids = frozenset(uuid.UUID(str(i)) for i in excluded or [])
     return policy.PatientFacts(
         patient_id=person_id,
-        institution_ids=institutions,
-        sharing_consent=consent.status == "granted",
-        excluded_institution_ids=frozenset(consent.excluded_institution_ids),
+        institution_ids=frozenset(r[1] for r in rows if r[1] is not None),
+        sharing_consent=sharing,
+        excluded_institution_ids=excluded_ids,
     )
 
 
@@ -291,15 +320,16 @@ def _read(session: Session, person: Person, decision: policy.Decision) -> Patien
 
 def is_pregnant(session: Session, person_id: uuid.UUID) -> bool | None:
     """For the safety checks of other domains: the newest recorded status."""
-    record = session.scalar(
-        select(PatientRecord)
+    # One column, not the ORM record: the TCM and prescribing checks call this per check.
+    status = session.scalar(
+        select(PatientRecord.pregnancy_status)
         .where(PatientRecord.person_id == person_id)
         .order_by(PatientRecord.pregnancy_recorded_at.desc().nulls_last())
         .limit(1)
     )
-    if record is None or record.pregnancy_status == "unknown":
+    if status is None or status == "unknown":
         return None
-    return record.pregnancy_status == "pregnant"
+    return bool(status == "pregnant")
 
 
 # --- update ---------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from medalliance.access.permissions import Permission
@@ -153,25 +154,40 @@ def list_versions(session: Session, codes: Collection[str]) -> dict[str, list[ru
     return found
 
 
+ITEM_ANSWER_COLUMNS = (
+    RecognitionItem.code,
+    RecognitionItem.version,
+    RecognitionItem.valid_from,
+    RecognitionItem.valid_to,
+    RecognitionItem.validity_days,
+    RecognitionItem.validity_source,
+    RecognitionItem.name_zh,
+    RecognitionItem.name_en,
+)
+
+_ITEM_VERSIONS = (
+    select(*ITEM_ANSWER_COLUMNS)
+    .where(RecognitionItem.code.in_(bindparam("codes", expanding=True)))
+    .order_by(RecognitionItem.code, RecognitionItem.version)
+)
+
+
 def versions_and_current(
     session: Session, codes: Collection[str], day: date
-) -> tuple[dict[str, list[rules.ListVersion]], dict[str, RecognitionItem]]:
-    """In one query: every list version of the items, and the version in force on ``day``."""
+) -> tuple[dict[str, list[rules.ListVersion]], dict[str, Any]]:
+    """In one query: every list version of the items, and the version in force on ``day``
+    (a row of ``ITEM_ANSWER_COLUMNS``: plain columns, not ORM objects, for the order check)."""
     versions: dict[str, list[rules.ListVersion]] = defaultdict(list)
-    current: dict[str, RecognitionItem] = {}
+    current: dict[str, Any] = {}
     if not codes:
         return versions, current
-    rows = session.scalars(
-        select(RecognitionItem)
-        .where(RecognitionItem.code.in_(list(codes)))
-        .order_by(RecognitionItem.code, RecognitionItem.version)
-    )
-    for item in rows:
-        versions[item.code].append(
-            rules.ListVersion(item.version, item.valid_from, item.valid_to, item.validity_days)
+    rows = session.execute(_ITEM_VERSIONS, {"codes": list(codes)})
+    for row in rows:
+        versions[row.code].append(
+            rules.ListVersion(row.version, row.valid_from, row.valid_to, row.validity_days)
         )
-        if _covers(item, day):
-            current[item.code] = item
+        if row.valid_from <= day and (row.valid_to is None or day < row.valid_to):
+            current[row.code] = row
     return versions, current
 
 
@@ -225,6 +241,19 @@ def list_accreditations(
     )
 
 
+# Built once: the order check runs this at every order.
+_EQA_PERIODS = select(
+    LabAccreditation.institution_id,
+    LabAccreditation.item_code,
+    LabAccreditation.passed,
+    LabAccreditation.valid_from,
+    LabAccreditation.valid_to,
+).where(
+    LabAccreditation.institution_id.in_(bindparam("institution_ids", expanding=True)),
+    LabAccreditation.item_code.in_(bindparam("codes", expanding=True)),
+)
+
+
 def eqa_periods(
     session: Session, institution_ids: Collection[uuid.UUID], codes: Collection[str]
 ) -> dict[tuple[uuid.UUID, str], list[rules.EqaPeriod]]:
@@ -232,16 +261,7 @@ def eqa_periods(
         return {}
     found: dict[tuple[uuid.UUID, str], list[rules.EqaPeriod]] = defaultdict(list)
     rows = session.execute(
-        select(
-            LabAccreditation.institution_id,
-            LabAccreditation.item_code,
-            LabAccreditation.passed,
-            LabAccreditation.valid_from,
-            LabAccreditation.valid_to,
-        ).where(
-            LabAccreditation.institution_id.in_(list(institution_ids)),
-            LabAccreditation.item_code.in_(list(codes)),
-        )
+        _EQA_PERIODS, {"institution_ids": list(institution_ids), "codes": list(codes)}
     )
     for institution_id, code, passed, valid_from, valid_to in rows:
         found[(institution_id, code)].append(rules.EqaPeriod(passed, valid_from, valid_to))

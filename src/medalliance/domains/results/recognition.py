@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -23,7 +22,6 @@ from medalliance.domains.results import catalogue, reference, rules, schemas
 from medalliance.domains.results.models import (
     RecognitionChoice,
     RecognitionDecision,
-    RecognitionItem,
     Result,
 )
 from medalliance.domains.results.service import visible_owners
@@ -31,14 +29,16 @@ from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
+_INSTITUTION_ID_BY_CODE = select(Institution.id).where(Institution.code == bindparam("code"))
+
 
 def _ordering_institution(session: Session, actor: Actor, code: str) -> uuid.UUID:
-    institution = alliance_service.find_institution(session, code)
-    if institution is None:
+    institution_id = session.scalar(_INSTITUTION_ID_BY_CODE, {"code": code})
+    if institution_id is None:
         raise InvalidInput(f"No institution with code {code!r}.", field="institution_code")
-    if institution.id != actor.institution_id:
+    if institution_id != actor.institution_id:
         raise PermissionDenied("You can only check orders placed at your own institution.")
-    return institution.id
+    return institution_id
 
 
 CANDIDATE_COLUMNS = (
@@ -55,6 +55,25 @@ CANDIDATE_COLUMNS = (
     Result.conclusion,
     Result.pacs_url,
     Result.hr_mark,
+    # The performing member's code and name come with each result (no second lookup).
+    Institution.code.label("institution_code"),
+    Institution.name_zh.label("institution_name_zh"),
+)
+
+
+# Built once (this runs at every order): the patient's current results of the items,
+# newest first, with the performing member's code and name.
+_CANDIDATES = (
+    select(*CANDIDATE_COLUMNS)
+    .join(Institution, Institution.id == Result.institution_id)
+    .where(
+        Result.patient_record_id.in_(
+            patients_service.record_ids_query(bindparam("person_id", type_=Result.id.type))
+        ),
+        Result.item_code.in_(bindparam("codes", expanding=True)),
+        Result.superseded_by_id.is_(None),
+    )
+    .order_by(Result.effective_at.desc())
 )
 
 
@@ -80,20 +99,9 @@ def order_check(
     codes = list(dict.fromkeys(data.items))
     now = utcnow()
     # Plain columns, not ORM objects: this runs at every order and must stay cheap.
-    rows = list(
-        session.execute(
-            select(*CANDIDATE_COLUMNS)
-            .where(
-                Result.patient_record_id.in_(patients_service.record_ids_query(data.patient_id)),
-                Result.item_code.in_(codes),
-                Result.superseded_by_id.is_(None),
-            )
-            .order_by(Result.effective_at.desc())
-        )
-    )
-    owners = {r.institution_id for r in rows}
-    allowed = visible_owners(session, actor, facts, owners)
-    institutions = alliance_service.institutions_by_id(session, list(owners))
+    rows = list(session.execute(_CANDIDATES, {"person_id": data.patient_id, "codes": codes}))
+    owner_codes = {r.institution_id: r.institution_code for r in rows}
+    allowed = visible_owners(session, actor, facts, owner_codes)
     rows = [r for r in rows if allowed[r.institution_id]]
     versions, items = catalogue.versions_and_current(session, codes, now.date())
     periods = catalogue.eqa_periods(session, {r.institution_id for r in rows}, codes)
@@ -107,11 +115,8 @@ def order_check(
             now=now,
         )
         by_code[row.item_code].append(_Candidate(row, verdict))
-    out_items = [
-        _item_answer(code, items.get(code), by_code.get(code, []), institutions, now)
-        for code in codes
-    ]
-    hidden = sorted(institutions[o].code for o, ok in allowed.items() if not ok)
+    out_items = [_item_answer(code, items.get(code), by_code.get(code, []), now) for code in codes]
+    hidden = sorted(owner_codes[o] for o, ok in allowed.items() if not ok)
     audit.record(
         session,
         actor,
@@ -138,16 +143,14 @@ def order_check(
 
 def _item_answer(
     code: str,
-    item: RecognitionItem | None,
+    item: Row[Any] | None,  # of catalogue.ITEM_ANSWER_COLUMNS
     candidates: list[_Candidate],
-    institutions: Mapping[uuid.UUID, Institution],
     now: datetime,
 ) -> schemas.OrderCheckItem:
     recognisable: list[schemas.RecognisableResult] = []
     refused: list[schemas.UnrecognisedResult] = []
     for c in candidates:
         r = c.result
-        inst = institutions[r.institution_id]
         if c.verdict.recognisable:
             assert c.verdict.valid_until is not None
             recognisable.append(
@@ -160,8 +163,8 @@ def _item_answer(
                     conclusion=r.conclusion,
                     pacs_url=r.pacs_url,
                     collected_at=r.effective_at,
-                    performing_institution_code=inst.code,
-                    performing_institution_name_zh=inst.name_zh,
+                    performing_institution_code=r.institution_code,
+                    performing_institution_name_zh=r.institution_name_zh,
                     performing_lab=r.performing_lab,
                     valid_until=c.verdict.valid_until,
                     days_left=(c.verdict.valid_until - now).days,
@@ -174,7 +177,7 @@ def _item_answer(
                 schemas.UnrecognisedResult(
                     result_id=r.id,
                     collected_at=r.effective_at,
-                    performing_institution_code=inst.code,
+                    performing_institution_code=r.institution_code,
                     reason=str(c.verdict.reason),
                 )
             )
