@@ -595,6 +595,15 @@ def facts_or_404(session: Session, person_id: uuid.UUID) -> policy.PatientFacts:
     return _facts_or_404(session, person_id)
 
 
+def facts_of_record(session: Session, record_id: uuid.UUID) -> policy.PatientFacts:
+    """The policy facts of the person a source record belongs to (every clinical row
+    points at a source record; the policy decides per person)."""
+    person_id = person_of_record(session, record_id)
+    if person_id is None:
+        raise NotFound(f"No patient record {record_id}.")
+    return _facts_or_404(session, person_id)
+
+
 def find_local_record(
     session: Session,
     institution_id: uuid.UUID,

@@ -234,12 +234,10 @@ def set_status(
     except ValueError as exc:
         allowed = ", ".join(s.value for s in statuses)
         raise InvalidInput(f"status must be one of {allowed}", field="status") from exc
-    person_id = patients_service.person_of_record(session, entry.patient_record_id)
-    assert person_id is not None
     policy.enforce(
         session,
         actor,
-        patients_service.facts_or_404(session, person_id),
+        patients_service.facts_of_record(session, entry.patient_record_id),
         policy.AccessAction.WRITE,
         resource_type=model.__name__,
         resource_id=entry_id,
@@ -287,12 +285,10 @@ def get_encounter(
     encounter = session.get(Encounter, encounter_id)
     if encounter is None:
         raise NotFound(f"No encounter {encounter_id}.")
-    person_id = patients_service.person_of_record(session, encounter.patient_record_id)
-    assert person_id is not None
     policy.enforce(
         session,
         actor,
-        patients_service.facts_or_404(session, person_id),
+        patients_service.facts_of_record(session, encounter.patient_record_id),
         policy.AccessAction.READ,
         resource_type="Encounter",
         resource_id=encounter_id,

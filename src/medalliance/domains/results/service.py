@@ -218,12 +218,10 @@ def get_result(session: Session, actor: Actor, result_id: uuid.UUID) -> Result:
     result = session.get(Result, result_id)
     if result is None:
         raise NotFound(f"No result {result_id}.")
-    person_id = patients_service.person_of_record(session, result.patient_record_id)
-    assert person_id is not None
     policy.enforce(
         session,
         actor,
-        patients_service.facts_or_404(session, person_id),
+        patients_service.facts_of_record(session, result.patient_record_id),
         policy.AccessAction.READ,
         resource_type=RESOURCE,
         resource_id=result_id,

@@ -135,12 +135,10 @@ def _encounter_for_write(session: Session, actor: Actor, encounter_id: uuid.UUID
     encounter = session.get(Encounter, encounter_id)
     if encounter is None:
         raise NotFound(f"No encounter {encounter_id}.")
-    person_id = patients_service.person_of_record(session, encounter.patient_record_id)
-    assert person_id is not None
     policy.enforce(
         session,
         actor,
-        patients_service.facts_or_404(session, person_id),
+        patients_service.facts_of_record(session, encounter.patient_record_id),
         policy.AccessAction.WRITE,
         resource_type="Prescription",
         resource_id=encounter_id,
@@ -447,12 +445,10 @@ def encounter_prescriptions(
     encounter = session.get(Encounter, encounter_id)
     if encounter is None:
         raise NotFound(f"No encounter {encounter_id}.")
-    person_id = patients_service.person_of_record(session, encounter.patient_record_id)
-    assert person_id is not None
     policy.enforce(
         session,
         actor,
-        patients_service.facts_or_404(session, person_id),
+        patients_service.facts_of_record(session, encounter.patient_record_id),
         policy.AccessAction.READ,
         resource_type="Prescription",
         resource_id=encounter_id,
