@@ -37,7 +37,7 @@ from medalliance.domains.monitoring.models import (
 )
 from medalliance.domains.monitoring.rules import ReadingFacts
 from medalliance.domains.monitoring.schemas import ReadingIn
-from medalliance.domains.patients import service as patients_service
+from medalliance.domains.patients.models import PatientRecord
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.ids import new_id
@@ -277,29 +277,7 @@ def ingest(
         except ValidationError as exc:
             outcomes.append(Outcome(index, "rejected", _reason(exc), raw=item))
 
-    serials = {r.device for _, r in parsed}
-    devices = (
-        {
-            d.serial: d
-            for d in session.scalars(
-                select(Device).where(
-                    Device.serial.in_(serials),
-                    Device.gateway_id == gateway.id,
-                    Device.active.is_(True),
-                )
-            )
-        }
-        if serials
-        else {}
-    )
-    by_device: dict[uuid.UUID, list[DeviceAssignment]] = defaultdict(list)
-    if devices:
-        for a in session.scalars(
-            select(DeviceAssignment).where(
-                DeviceAssignment.device_id.in_([d.id for d in devices.values()])
-            )
-        ):
-            by_device[a.device_id].append(a)
+    devices, by_device, persons = _devices_of(session, gateway, {r.device for _, r in parsed})
 
     rows: list[dict[str, Any]] = []
     owner: dict[uuid.UUID, tuple[int, DeviceAssignment]] = {}  # row id -> (item, assignment)
@@ -359,8 +337,36 @@ def ingest(
     for outcome in outcomes:
         if outcome.reading_id is not None:
             outcome.alerts = raised.get(outcome.reading_id, [])
-    _audit(session, actor, gateway, per_record, transport)
+    _audit(session, actor, gateway, per_record, persons, transport)
     return outcomes
+
+
+def _devices_of(
+    session: Session, gateway: DeviceGateway, serials: set[str]
+) -> tuple[dict[str, Device], dict[uuid.UUID, list[DeviceAssignment]], dict[uuid.UUID, uuid.UUID]]:
+    """The gateway's active devices named in the batch, their assignments and each
+    assigned record's person (for the audit), in one statement."""
+    devices: dict[str, Device] = {}
+    by_device: dict[uuid.UUID, list[DeviceAssignment]] = defaultdict(list)
+    persons: dict[uuid.UUID, uuid.UUID] = {}
+    if not serials:
+        return devices, by_device, persons
+    rows = session.execute(
+        select(Device, DeviceAssignment, PatientRecord.person_id)
+        .outerjoin(DeviceAssignment, DeviceAssignment.device_id == Device.id)
+        .outerjoin(PatientRecord, PatientRecord.id == DeviceAssignment.patient_record_id)
+        .where(
+            Device.serial.in_(serials),
+            Device.gateway_id == gateway.id,
+            Device.active.is_(True),
+        )
+    )
+    for device, assignment, person_id in rows:
+        devices[device.serial] = device
+        if assignment is not None:
+            by_device[device.id].append(assignment)
+            persons[assignment.patient_record_id] = person_id
+    return devices, by_device, persons
 
 
 def _audit(
@@ -368,19 +374,19 @@ def _audit(
     actor: Actor,
     gateway: DeviceGateway,
     per_record: dict[uuid.UUID, int],
+    persons: dict[uuid.UUID, uuid.UUID],
     transport: str,
 ) -> None:
     """One audit event per patient per batch. The gateway holds no patient-data
     permission: its right to write comes from the device being registered to it and
     assigned to the patient (an assignment a clinician made under the policy)."""
-    persons = patients_service.persons_of_records(session, list(per_record))
     for record_id, count in per_record.items():
         audit.record(
             session,
             actor,
             action="create",
             resource_type="Observation",
-            patient_id=persons[record_id][0],
+            patient_id=persons[record_id],
             reason="device assigned to the patient, registered to this gateway",
             detail={"readings": count, "gateway": gateway.code, "transport": transport},
         )
