@@ -27,6 +27,7 @@ from medalliance.domains.monitoring import alerts
 from medalliance.domains.monitoring.catalogue import (
     DEVICE_MEASUREMENTS,
     MEASUREMENTS,
+    DeviceType,
     MeasurementType,
 )
 from medalliance.domains.monitoring.models import (
@@ -76,7 +77,7 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _check(reading: ReadingIn, device: Device | None, now: datetime) -> str | None:
+def _check(reading: ReadingIn, device: _Device | None, now: datetime) -> str | None:
     if device is None:
         return f"unknown device {reading.device!r} for this gateway"
     if reading.type not in DEVICE_MEASUREMENTS[device.device_type]:
@@ -107,9 +108,7 @@ def _check(reading: ReadingIn, device: Device | None, now: datetime) -> str | No
     return None
 
 
-def _assignment_at(
-    assignments: Sequence[DeviceAssignment], at: datetime
-) -> DeviceAssignment | None:
+def _assignment_at(assignments: Sequence[_Assignment], at: datetime) -> _Assignment | None:
     for a in assignments:
         if a.start <= at and (a.end is None or at < a.end):
             return a
@@ -118,8 +117,8 @@ def _assignment_at(
 
 def _rows_for(
     reading: ReadingIn,
-    device: Device,
-    assignment: DeviceAssignment,
+    device: _Device,
+    assignment: _Assignment,
     gateway: DeviceGateway,
     received_at: datetime,
 ) -> list[dict[str, Any]]:
@@ -280,7 +279,7 @@ def ingest(
     devices, by_device, persons = _devices_of(session, gateway, {r.device for _, r in parsed})
 
     rows: list[dict[str, Any]] = []
-    owner: dict[uuid.UUID, tuple[int, DeviceAssignment]] = {}  # row id -> (item, assignment)
+    owner: dict[uuid.UUID, tuple[int, _Assignment]] = {}  # row id -> (item, assignment)
     keys: dict[tuple[uuid.UUID, str, datetime], int] = {}
     for index, reading in parsed:
         outcome = outcomes[index]
@@ -341,18 +340,45 @@ def ingest(
     return outcomes
 
 
+@dataclass(frozen=True, slots=True)
+class _Device:
+    id: uuid.UUID
+    serial: str
+    device_type: DeviceType
+
+
+@dataclass(frozen=True, slots=True)
+class _Assignment:
+    patient_record_id: uuid.UUID
+    institution_id: uuid.UUID
+    responsible_user_id: uuid.UUID | None
+    start: datetime
+    end: datetime | None
+
+
 def _devices_of(
     session: Session, gateway: DeviceGateway, serials: set[str]
-) -> tuple[dict[str, Device], dict[uuid.UUID, list[DeviceAssignment]], dict[uuid.UUID, uuid.UUID]]:
+) -> tuple[dict[str, _Device], dict[uuid.UUID, list[_Assignment]], dict[uuid.UUID, uuid.UUID]]:
     """The gateway's active devices named in the batch, their assignments and each
-    assigned record's person (for the audit), in one statement."""
-    devices: dict[str, Device] = {}
-    by_device: dict[uuid.UUID, list[DeviceAssignment]] = defaultdict(list)
+    assigned record's person (for the audit), in one statement. Plain rows, not ORM
+    objects: a batch touches hundreds of devices and only reads them."""
+    devices: dict[str, _Device] = {}
+    by_device: dict[uuid.UUID, list[_Assignment]] = defaultdict(list)
     persons: dict[uuid.UUID, uuid.UUID] = {}
     if not serials:
         return devices, by_device, persons
     rows = session.execute(
-        select(Device, DeviceAssignment, PatientRecord.person_id)
+        select(
+            Device.id,
+            Device.serial,
+            Device.device_type,
+            DeviceAssignment.patient_record_id,
+            DeviceAssignment.institution_id,
+            DeviceAssignment.responsible_user_id,
+            DeviceAssignment.start,
+            DeviceAssignment.end,
+            PatientRecord.person_id,
+        )
         .outerjoin(DeviceAssignment, DeviceAssignment.device_id == Device.id)
         .outerjoin(PatientRecord, PatientRecord.id == DeviceAssignment.patient_record_id)
         .where(
@@ -361,11 +387,14 @@ def _devices_of(
             Device.active.is_(True),
         )
     )
-    for device, assignment, person_id in rows:
-        devices[device.serial] = device
-        if assignment is not None:
-            by_device[device.id].append(assignment)
-            persons[assignment.patient_record_id] = person_id
+    for device_id, serial, kind, record_id, institution_id, responsible, start, end, person in rows:
+        if serial not in devices:
+            devices[serial] = _Device(device_id, serial, kind)
+        if record_id is not None:
+            by_device[device_id].append(
+                _Assignment(record_id, institution_id, responsible, start, end)
+            )
+            persons[record_id] = person
     return devices, by_device, persons
 
 
