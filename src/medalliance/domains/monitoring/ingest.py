@@ -228,14 +228,14 @@ def _copy_then_insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.
                         for c in _COLUMNS
                     ]
                 )
+        # Emptying the staging table in the same statement: the next batch (in this
+        # transaction) starts empty, one round trip fewer.
         cursor.execute(
-            f"INSERT INTO readings ({_COLUMN_LIST}) "  # noqa: S608 - constant names
-            f"SELECT {_COLUMN_LIST} FROM {_STAGING} "
+            f"WITH batch AS (DELETE FROM {_STAGING} RETURNING *) "  # noqa: S608 - constant names
+            f"INSERT INTO readings ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM batch "
             "ON CONFLICT (device_id, measurement, measured_at) DO NOTHING RETURNING id"
         )
-        stored = {r[0] for r in cursor.fetchall()}
-        cursor.execute(f"DELETE FROM {_STAGING}")  # noqa: S608 - the next batch starts empty
-    return stored
+        return {r[0] for r in cursor.fetchall()}
 
 
 _ENUMS = frozenset({"measurement", "glucose_context"})

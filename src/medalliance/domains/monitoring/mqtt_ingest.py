@@ -84,15 +84,25 @@ def _dead(session: Session, topic: str, code: str | None, reason: str, payload: 
     )
 
 
-def _parse(session: Session, topic: str, payload: bytes) -> tuple[DeviceGateway, list[Any]] | None:
-    """The gateway and the readings of one message, or None (and a dead letter)."""
+def _parse(
+    session: Session,
+    topic: str,
+    payload: bytes,
+    gateways: dict[str, DeviceGateway | None],
+) -> tuple[DeviceGateway, list[Any]] | None:
+    """The gateway and the readings of one message, or None (and a dead letter).
+    ``gateways`` caches the look-up by code within one transaction."""
     code = gateway_code(topic)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         _dead(session, topic, code, "payload is not UTF-8", payload.decode("latin-1"))
         return None
-    gateway = service.gateway_by_code(session, code) if code else None
+    gateway = None
+    if code:
+        if code not in gateways:
+            gateways[code] = service.gateway_by_code(session, code)
+        gateway = gateways[code]
     if gateway is None:
         _dead(session, topic, code, f"no active registered gateway {code!r}", text)
         return None
@@ -116,8 +126,9 @@ def handle_messages(session: Session, messages: list[tuple[str, bytes]]) -> dict
     """
     counts = {"stored": 0, "duplicate": 0, "rejected": 0, "dead": 0}
     groups: dict[uuid.UUID, tuple[DeviceGateway, list[tuple[str, int, Any]]]] = {}
+    gateways: dict[str, DeviceGateway | None] = {}
     for topic, payload in messages:
-        parsed = _parse(session, topic, payload)
+        parsed = _parse(session, topic, payload, gateways)
         if parsed is None:
             counts["dead"] += 1
             continue
