@@ -230,6 +230,13 @@ def _rows(items: list[dict[str, Any]]) -> int:
     return sum(2 if i["type"] == "blood_pressure" else 1 for i in items)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc), to tell the server's CPU per
+    row from the load generator's on a shared 2-core machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _reset(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE readings, monitoring_alerts, monitoring_dead_letters"))
@@ -318,13 +325,17 @@ class HttpResult:
 async def _http_load(base_url: str, world: World, clock: Clock, options: Options) -> HttpResult:
     rng = random.Random(7)
     gateways = world.gateways[: options.concurrency]
-    bodies = [
+    batches_of = [
         [
-            json.dumps({"readings": _batch(rng, world.kits[g], clock, BATCH)}).encode()
+            _batch(rng, world.kits[g], clock, BATCH)
             for _ in range(int(options.duration + options.warmup) * 8)
         ]
         for g in range(len(gateways))
     ]
+    # Encoded, and each item's row count known, before the clock starts: the client's
+    # CPU in the window is the HTTP round trip and parsing the answer.
+    bodies = [[json.dumps({"readings": b}).encode() for b in gw] for gw in batches_of]
+    sizes = [[[_rows([i]) for i in b] for b in gw] for gw in batches_of]
     stop_at = time.perf_counter() + options.warmup + options.duration
     window_start = time.perf_counter() + options.warmup
     latencies: list[float] = []
@@ -339,7 +350,7 @@ async def _http_load(base_url: str, world: World, clock: Clock, options: Options
             "Content-Type": "application/json",
         }
         async with httpx.AsyncClient(base_url=base_url, timeout=60, trust_env=False) as client:
-            for body in bodies[g]:
+            for n, body in enumerate(bodies[g]):
                 if time.perf_counter() >= stop_at:
                     return
                 began = time.perf_counter()
@@ -354,11 +365,9 @@ async def _http_load(base_url: str, world: World, clock: Clock, options: Options
                 if began >= window_start and done <= stop_at:
                     latencies.append(done - began)
                     batches += 1
-                    items = json.loads(body)["readings"]
+                    per_item = sizes[g][n]
                     counted_rows += sum(
-                        (2 if items[r["index"]]["type"] == "blood_pressure" else 1)
-                        for r in result["results"]
-                        if r["status"] == "stored"
+                        per_item[r["index"]] for r in result["results"] if r["status"] == "stored"
                     )
                     alerts += sum(1 for r in result["results"] if r["alerts"])
         return
@@ -572,7 +581,10 @@ def run(options: Options) -> BenchmarkResult:
                 ready_path="/api/health",
             )
         )
+        server_cpu, client_cpu = _cpu_seconds(server.pid), time.process_time()
         http = asyncio.run(_http_load(server.base_url, world, clock, options))
+        server_cpu = _cpu_seconds(server.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
         http_rows_in_db = _count(engine)
         server.stop()
         _reset(engine)
@@ -580,7 +592,9 @@ def run(options: Options) -> BenchmarkResult:
         worker = Worker(url, tmp_dir / "mqtt-ingest.log")
         try:
             worker.wait_subscribed()
+            worker_cpu = _cpu_seconds(worker.proc.pid)
             mqtt_rate, mqtt_rows = _mqtt_throughput(engine, world, clock)
+            worker_cpu = _cpu_seconds(worker.proc.pid) - worker_cpu
             mqtt_stored = _count(engine)
             dead = _count(engine, "monitoring_dead_letters")
             with engine.begin() as conn:
@@ -640,6 +654,12 @@ def run(options: Options) -> BenchmarkResult:
             f"HTTP batches: {http.batches} in the window, p50 {http.p50_ms:.0f} ms, "
             f"p99 {http.p99_ms:.0f} ms per {BATCH}-reading batch (answered after commit, "
             f"alerts evaluated; {http.alerts} readings raised or joined an alert).",
+            f"CPU (this run, the machine shared): HTTP server {server_cpu:.1f} s for "
+            f"{http_rows_in_db:,} rows ({server_cpu / max(http_rows_in_db, 1) * 1e6:.0f} µs/row), "
+            f"the load generator {client_cpu:.1f} s over the same "
+            f"{options.warmup + options.duration:.0f} s; MQTT worker {worker_cpu:.1f} s for "
+            f"{mqtt_stored:,} rows ({worker_cpu / max(mqtt_stored, 1) * 1e6:.0f} µs/row). "
+            "PostgreSQL's own CPU is not counted.",
             f"Setup (database, migrations, registry, {len(world.gateways) * PATIENTS_PER_GATEWAY}"
             f" patients): {setup_s:.1f} s.",
             "The COPY ceiling skips everything the platform does per reading: JSON parsing and "

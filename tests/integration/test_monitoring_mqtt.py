@@ -102,6 +102,29 @@ def test_malformed_messages_become_dead_letters_with_their_reason(session: Sessi
     assert session.scalar(select(func.count()).select_from(Reading)) == 1
 
 
+def test_one_transaction_of_several_gateways_stores_each_reading_once(session: Session) -> None:
+    """The worker's batch: messages of two gateways (one of them twice, one message a
+    retry of another) go through the pipeline per gateway in one transaction."""
+    from medalliance.domains.monitoring.mqtt_ingest import handle_messages
+
+    home = InstitutionFactory()
+    now = utcnow()
+    messages = []
+    for _ in range(2):
+        gateway = make_gateway(home)
+        device = make_device(gateway, DeviceType.BP_MONITOR)
+        _, record = make_patient(home)
+        assign(device, record)
+        topic = f"medalliance/gateways/{gateway.code}/readings"
+        first = {"readings": [_reading(device.serial, now - timedelta(minutes=m)) for m in (1, 2)]}
+        second = {"readings": [_reading(device.serial, now - timedelta(minutes=3))]}
+        messages += [(topic, json.dumps(first).encode()), (topic, json.dumps(second).encode())]
+    messages.append(messages[0])  # a redelivered message
+    counts = handle_messages(session, messages)
+    assert counts == {"stored": 6, "duplicate": 2, "rejected": 0, "dead": 0}
+    assert session.scalar(select(func.count()).select_from(Reading)) == 6
+
+
 # --- against the broker -------------------------------------------------------------------
 
 

@@ -159,3 +159,67 @@ def test_a_racing_second_alert_of_the_same_rule_joins_the_first(session: Session
     session.flush()
     third = alerts.raise_alert(session, at=utcnow(), **kwargs)
     assert third.id != first.id and third.status == AlertStatus.OPEN
+
+
+def test_a_batch_that_loses_the_alert_race_joins_the_winner(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch path raises new alerts with one INSERT … ON CONFLICT DO NOTHING: when
+    another transaction's alert for the same rule commits between our look-up and our
+    insert, the index skips our row and the batch's readings join the winner."""
+    from medalliance.domains.monitoring import alerts, ingest
+    from medalliance.domains.monitoring.catalogue import DeviceType
+    from medalliance.domains.monitoring.rules import Finding
+    from medalliance.domains.monitoring.thresholds import AlertRule, Severity
+
+    home = InstitutionFactory()
+    nurse = UserFactory(role=Role.NURSE, institution=home)
+    gateway = make_gateway(home)
+    _, record = make_patient(home)
+    oximeter = make_device(gateway, DeviceType.PULSE_OXIMETER)
+    assign(oximeter, record, responsible_user_id=nurse.id)
+    finding = Finding(
+        AlertRule.LOW_SPO2, Severity.HIGH, "Low oxygen saturation", "SpO2 87 %", "c", "s", 87
+    )
+    winner = alerts.raise_alert(
+        session,
+        patient_record_id=record.id,
+        institution_id=home.id,
+        finding=finding,
+        reading_id=None,
+        at=utcnow() - timedelta(hours=1),
+        notify=[nurse.id],
+    )
+    jobs_before = len(session.scalars(select(Job)).all())
+    looked_up: list[int] = []
+    real = alerts._active_alerts
+
+    def not_yet_visible(s: Session, keys: Any) -> Any:  # the first look-up misses it
+        looked_up.append(1)
+        return {} if len(looked_up) == 1 else real(s, keys)
+
+    monkeypatch.setattr(alerts, "_active_alerts", not_yet_visible)
+    now = utcnow()
+    items = [
+        {
+            "device": oximeter.serial,
+            "type": "spo2",
+            "unit": "%",
+            "value": value,
+            "measured_at": (now - timedelta(minutes=minutes)).isoformat(),
+        }
+        for value, minutes in ((86, 10), (85, 5))
+    ]
+    outcomes = ingest.ingest(
+        session,
+        gateway=gateway,
+        items=items,
+        actor=ingest.gateway_actor(gateway),
+        transport="http",
+    )
+    assert [o.status for o in outcomes] == ["stored", "stored"]
+    assert [o.alerts for o in outcomes] == [[winner.id], [winner.id]]
+    active = session.scalars(select(Alert).where(Alert.patient_record_id == record.id)).all()
+    assert [a.id for a in active] == [winner.id]
+    assert winner.occurrences == 3 and winner.message == "SpO2 85 %"
+    assert len(session.scalars(select(Job)).all()) == jobs_before  # no second notification

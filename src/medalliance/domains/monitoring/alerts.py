@@ -10,13 +10,16 @@ enqueues one notification job (the outbox), which runs only after commit.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import case, func, select, tuple_
+from sqlalchemy import Table, case, func, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +29,7 @@ from medalliance.audit import service as audit
 from medalliance.domains.monitoring.catalogue import MeasurementType
 from medalliance.domains.monitoring.models import (
     ACTIVE_ALERT_STATUSES,
+    ACTIVE_SQL,
     Alert,
     AlertStatus,
     Reading,
@@ -50,6 +54,7 @@ from medalliance.domains.monitoring.thresholds import (
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records import service as records_service
 from medalliance.jobs import service as jobs
+from medalliance.jobs.models import Job, JobStatus
 from medalliance.jobs.notifications import DELIVER
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
@@ -164,32 +169,177 @@ def evaluate_readings(
         return {}
     active = _active_alerts(session, {(r.patient_record_id, f.rule) for r, f in hits})
     raised: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    new: dict[tuple[uuid.UUID, AlertRule], _NewAlert] = {}
     for reading, finding in sorted(hits, key=lambda h: h[0].facts.measured_at):
         key = (reading.patient_record_id, finding.rule)
         alert = active.get(key)
-        if alert is None:
-            alert = raise_alert(
-                session,
-                patient_record_id=reading.patient_record_id,
-                institution_id=reading.institution_id,
-                finding=finding,
-                reading_id=reading.id,
-                at=reading.facts.measured_at,
-                notify=[reading.responsible_user_id] if reading.responsible_user_id else [],
-            )
-            active[key] = alert
-        else:
-            alert.occurrences += 1
-            if reading.facts.measured_at >= alert.last_seen_at:
-                alert.last_seen_at = reading.facts.measured_at
-                alert.message, alert.value, alert.reading_id = (
-                    finding.message,
-                    finding.value,
-                    reading.id,
-                )
-        raised[reading.id].append(alert.id)
+        if alert is not None:
+            _join(alert, reading, finding)
+            raised[reading.id].append(alert.id)
+            continue
+        pending = new.get(key)
+        if pending is None:
+            pending = new[key] = _NewAlert(new_id(), [])
+        pending.hits.append((reading, finding))
+        raised[reading.id].append(pending.id)
+    if new:
+        _raise_many(session, new, raised)
     session.flush()
     return raised
+
+
+@dataclass(slots=True)
+class _NewAlert:
+    """An alert this batch raises: its id (known before insert, the readings' results
+    name it) and the hits it counts, oldest first."""
+
+    id: uuid.UUID
+    hits: list[tuple[StoredReading, Finding]]
+
+
+def _join(alert: Alert, reading: StoredReading, finding: Finding) -> None:
+    """One more occurrence on an active alert; the latest reading describes it."""
+    alert.occurrences += 1
+    if reading.facts.measured_at >= alert.last_seen_at:
+        alert.last_seen_at = reading.facts.measured_at
+        alert.message, alert.value, alert.reading_id = finding.message, finding.value, reading.id
+
+
+def _alert_insert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING on the partial unique index of active alerts:
+    a row another transaction raised meanwhile is skipped (after waiting for it), with
+    no savepoint per alert. Built once per dialect for the compiled cache."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, Alert.__table__)
+    return (
+        insert(table)
+        .on_conflict_do_nothing(
+            index_elements=["patient_record_id", "rule"], index_where=text(ACTIVE_SQL)
+        )
+        .returning(table.c.id)
+    )
+
+
+def _job_insert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(cast(Table, Job.__table__)).on_conflict_do_nothing(
+        index_elements=["idempotency_key"]
+    )
+
+
+_ALERT_INSERTS = {name: _alert_insert(name) for name in ("postgresql", "sqlite")}
+_JOB_INSERTS = {name: _job_insert(name) for name in ("postgresql", "sqlite")}
+
+
+def _raise_many(
+    session: Session,
+    new: dict[tuple[uuid.UUID, AlertRule], _NewAlert],
+    raised: dict[uuid.UUID, list[uuid.UUID]],
+) -> None:
+    """Insert the batch's new alerts in one statement and their notifications in
+    another. A key another transaction won joins that alert instead (as raise_alert
+    does one at a time)."""
+    now = utcnow()
+    rows = []
+    for pending in new.values():
+        (first, found), (last, latest) = pending.hits[0], pending.hits[-1]
+        rows.append(
+            {
+                "id": pending.id,
+                "patient_record_id": first.patient_record_id,
+                "institution_id": first.institution_id,
+                "rule": found.rule,
+                "severity": found.severity,
+                "status": AlertStatus.OPEN,
+                "title": found.title,
+                "message": latest.message,
+                "criterion": found.criterion,
+                "source": found.source,
+                "reading_id": last.id,
+                "value": latest.value,
+                "occurrences": len(pending.hits),
+                "raised_at": now,
+                "last_seen_at": last.facts.measured_at,
+                "detail": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    dialect = session.get_bind().dialect.name
+    inserted = set(session.connection().execute(_ALERT_INSERTS[dialect], rows).scalars())
+    lost = {key: p for key, p in new.items() if p.id not in inserted}
+    if lost:
+        winners = _active_alerts(session, set(lost))
+        for key, pending in lost.items():
+            winner = winners.get(key)
+            if winner is None:  # the winner was closed meanwhile: let the caller retry
+                raise Conflict("An alert of this rule changed meanwhile; retry.", field="rule")
+            for reading, finding in pending.hits:
+                _join(winner, reading, finding)
+                ids = raised[reading.id]
+                ids[ids.index(pending.id)] = winner.id
+    _notify_raised(session, [p for p in new.values() if p.id in inserted], now)
+
+
+def _notify_raised(session: Session, raised: list[_NewAlert], now: datetime) -> None:
+    """One notification job per new alert, all in one multi-row insert (the outbox;
+    the same rows jobs.enqueue writes). The keys are new (the alert ids are), so no
+    look-up first; ON CONFLICT only guards a replayed id."""
+    unassigned = {
+        p.hits[0][0].institution_id for p in raised if not p.hits[0][0].responsible_user_id
+    }
+    on_call = _on_call_many(session, unassigned)
+    jobs_rows = []
+    for pending in raised:
+        reading, finding = pending.hits[0]
+        recipients = (
+            [reading.responsible_user_id]
+            if reading.responsible_user_id
+            else on_call.get(reading.institution_id, [])
+        )
+        if not recipients:
+            continue
+        payload = _notification(
+            pending.id,
+            recipients,
+            f"{finding.title}: {finding.message}",
+            f"{finding.criterion}. Source: {finding.source}",
+        )
+        jobs_rows.append(
+            {
+                "id": new_id(),
+                "kind": DELIVER,
+                "payload": json.dumps(payload, sort_keys=True, ensure_ascii=False),
+                "idempotency_key": f"monitoring-alert:{pending.id}:raised",
+                "status": JobStatus.PENDING,
+                "attempts": 0,
+                "max_attempts": 8,
+                "run_after": now,
+                "created_at": now,
+            }
+        )
+    if jobs_rows:
+        dialect = session.get_bind().dialect.name
+        session.connection().execute(_JOB_INSERTS[dialect], jobs_rows)
+
+
+def _on_call_many(
+    session: Session, institution_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    found: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    if not institution_ids:
+        return found
+    rows = session.execute(
+        select(User.institution_id, User.id).where(
+            User.institution_id.in_(list(institution_ids)),
+            User.role.in_(ON_CALL_ROLES),
+            User.active.is_(True),
+        )
+    )
+    for institution_id, user_id in rows:
+        if institution_id is not None:
+            found[institution_id].append(user_id)
+    return found
 
 
 _EVALUATED = frozenset(
@@ -288,15 +438,27 @@ def _notify(
     jobs.enqueue(
         session,
         DELIVER,
-        {
-            "user_ids": [str(u) for u in user_ids],
-            "kind": f"monitoring.alert.{event}",
-            "subject": subject[:300],
-            "body": f"{alert.criterion}. Source: {alert.source}",
-            "link": f"/api/monitoring/alerts/{alert.id}",
-        },
+        _notification(
+            alert.id, user_ids, subject, f"{alert.criterion}. Source: {alert.source}", event
+        ),
         idempotency_key=f"monitoring-alert:{alert.id}:{event}",
     )
+
+
+def _notification(
+    alert_id: uuid.UUID,
+    user_ids: list[uuid.UUID],
+    subject: str,
+    body: str,
+    event: str = "raised",
+) -> dict[str, Any]:
+    return {
+        "user_ids": [str(u) for u in user_ids],
+        "kind": f"monitoring.alert.{event}",
+        "subject": subject[:300],
+        "body": body,
+        "link": f"/api/monitoring/alerts/{alert_id}",
+    }
 
 
 # --- lifecycle ----------------------------------------------------------------------------
