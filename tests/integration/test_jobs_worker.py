@@ -135,6 +135,27 @@ def test_an_idempotency_key_enqueues_the_work_once(session_factory: Factory) -> 
     assert json.loads(get_job(session_factory, first).payload) == {"n": 1}
 
 
+def test_enqueue_many_writes_pending_jobs_once_per_key(session_factory: Factory) -> None:
+    first = enqueue(session_factory, "test.many", {"n": 0}, idempotency_key="many:a")
+    with unit_of_work(session_factory) as s:
+        jobs.enqueue_many(
+            s, "test.many", [("many:a", {"n": 1}), ("many:b", {"n": 2}), ("many:c", {"n": 3})]
+        )
+        jobs.enqueue_many(s, "test.many", [])
+    with session_factory() as s:
+        rows = s.execute(
+            select(Job.idempotency_key, Job.payload, Job.status)
+            .where(Job.kind == "test.many")
+            .order_by(Job.idempotency_key)
+        ).all()
+    assert [(k, json.loads(p), st) for k, p, st in rows] == [
+        ("many:a", {"n": 0}, JobStatus.PENDING),  # the known key kept its first job
+        ("many:b", {"n": 2}, JobStatus.PENDING),
+        ("many:c", {"n": 3}, JobStatus.PENDING),
+    ]
+    assert get_job(session_factory, first).payload == json.dumps({"n": 0})
+
+
 def test_the_worker_runs_a_handler_in_the_jobs_transaction_and_marks_it_done(
     session_factory: Factory, register: Register
 ) -> None:

@@ -5,16 +5,59 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medalliance.jobs.models import Job, JobStatus
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import Conflict, NotFound
+from medalliance.kernel.ids import new_id
 from medalliance.kernel.pagination import PageRequest, PageResult
+
+
+def _insert_ignoring_known_keys(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(cast(Table, Job.__table__)).on_conflict_do_nothing(
+        index_elements=["idempotency_key"]
+    )
+
+
+_BULK_INSERTS = {name: _insert_ignoring_known_keys(name) for name in ("postgresql", "sqlite")}
+
+
+def enqueue_many(
+    session: Session,
+    kind: str,
+    jobs: list[tuple[str, dict[str, Any]]],
+    *,
+    max_attempts: int = 8,
+) -> None:
+    """Add many jobs of one kind to the outbox in one statement, each as
+    (idempotency key, payload). A key already enqueued is skipped, as ``enqueue``
+    returns the first job; hot paths (device ingestion) use this instead of a
+    savepoint per job."""
+    if not jobs:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "id": new_id(),
+            "kind": kind,
+            "payload": json.dumps(payload, sort_keys=True, ensure_ascii=False),
+            "idempotency_key": key,
+            "status": JobStatus.PENDING,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "run_after": now,
+            "created_at": now,
+        }
+        for key, payload in jobs
+    ]
+    session.connection().execute(_BULK_INSERTS[session.get_bind().dialect.name], rows)
 
 
 def enqueue(

@@ -10,7 +10,6 @@ enqueues one notification job (the outbox), which runs only after commit.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -54,7 +53,6 @@ from medalliance.domains.monitoring.thresholds import (
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records import service as records_service
 from medalliance.jobs import service as jobs
-from medalliance.jobs.models import Job, JobStatus
 from medalliance.jobs.notifications import DELIVER
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
@@ -220,15 +218,7 @@ def _alert_insert(dialect: str) -> Any:
     )
 
 
-def _job_insert(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(cast(Table, Job.__table__)).on_conflict_do_nothing(
-        index_elements=["idempotency_key"]
-    )
-
-
 _ALERT_INSERTS = {name: _alert_insert(name) for name in ("postgresql", "sqlite")}
-_JOB_INSERTS = {name: _job_insert(name) for name in ("postgresql", "sqlite")}
 
 
 def _raise_many(
@@ -282,14 +272,13 @@ def _raise_many(
 
 
 def _notify_raised(session: Session, raised: list[_NewAlert], now: datetime) -> None:
-    """One notification job per new alert, all in one multi-row insert (the outbox;
-    the same rows jobs.enqueue writes). The keys are new (the alert ids are), so no
-    look-up first; ON CONFLICT only guards a replayed id."""
+    """One notification job per new alert, all in one statement (the outbox). The
+    keys are new (the alert ids are), so no look-up first; a replayed id is skipped."""
     unassigned = {
         p.hits[0][0].institution_id for p in raised if not p.hits[0][0].responsible_user_id
     }
     on_call = _on_call_many(session, unassigned)
-    jobs_rows = []
+    outbox: list[tuple[str, dict[str, Any]]] = []
     for pending in raised:
         reading, finding = pending.hits[0]
         recipients = (
@@ -305,22 +294,8 @@ def _notify_raised(session: Session, raised: list[_NewAlert], now: datetime) -> 
             f"{finding.title}: {finding.message}",
             f"{finding.criterion}. Source: {finding.source}",
         )
-        jobs_rows.append(
-            {
-                "id": new_id(),
-                "kind": DELIVER,
-                "payload": json.dumps(payload, sort_keys=True, ensure_ascii=False),
-                "idempotency_key": f"monitoring-alert:{pending.id}:raised",
-                "status": JobStatus.PENDING,
-                "attempts": 0,
-                "max_attempts": 8,
-                "run_after": now,
-                "created_at": now,
-            }
-        )
-    if jobs_rows:
-        dialect = session.get_bind().dialect.name
-        session.connection().execute(_JOB_INSERTS[dialect], jobs_rows)
+        outbox.append((f"monitoring-alert:{pending.id}:raised", payload))
+    jobs.enqueue_many(session, DELIVER, outbox)
 
 
 def _on_call_many(
