@@ -5,7 +5,6 @@ check and supersession apply exactly as for HL7 v2 and the JSON API."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -51,7 +50,6 @@ OBSERVATION_STATUS = {
     "amended": "corrected",
     "corrected": "corrected",
 }
-ANNOTATION_ONLY = re.compile(r"^\{[^{}]*\}$")
 DOMAIN_SYSTEM = {"LN": systems.LOINC}
 
 
@@ -164,14 +162,13 @@ class ObservationMapper(_ResultMapper):
             value_codes = kept.get((r.id, "value"))
             value: dict[str, Any]
             if r.value_numeric is not None:
-                annotated = (kept.get((r.id, "unit")) or [{}])[0]
                 value = {
                     "valueQuantity": prune(
                         {
                             "value": r.value_numeric,
-                            "unit": annotated.get("display") or annotated.get("code") or r.unit,
+                            "unit": r.unit,
                             "system": systems.UCUM if r.unit else None,
-                            "code": annotated.get("code") or r.unit,
+                            "code": r.unit,
                         }
                     )
                 }
@@ -254,11 +251,6 @@ class ObservationMapper(_ResultMapper):
             "category",
             [c for concept in resource.category or [] for c in codings_in(concept)],
         )
-        q = resource.valueQuantity
-        if q is not None and data.unit == "1" and q.code and ANNOTATION_ONLY.match(str(q.code)):
-            store.add_codings(
-                ctx.session, "Observation", result.id, "unit", [(systems.UCUM, q.code, q.unit)]
-            )
         if resource.valueCodeableConcept is not None:
             store.add_codings(
                 ctx.session,
@@ -277,10 +269,6 @@ def _value_of(resource: Any) -> dict[str, Any]:
     q = resource.valueQuantity
     if q is not None and q.value is not None:
         unit = q.code if q.system in (None, systems.UCUM) and q.code else q.unit
-        if unit and ANNOTATION_ONLY.match(str(unit)):
-            # A bare UCUM annotation ({score}) means 1; the results domain's UCUM parser
-            # fails on it, so store "1" and keep the annotated unit beside the row.
-            return {"value_numeric": float(q.value), "unit": "1"}
         return {"value_numeric": float(q.value), "unit": (str(unit) if unit else None)}
     if resource.valueCodeableConcept is not None:
         return {"value_text": concept_text(resource.valueCodeableConcept)}
