@@ -394,15 +394,7 @@ def raise_alert(
 
 
 def _on_call(session: Session, institution_id: uuid.UUID) -> list[uuid.UUID]:
-    return list(
-        session.scalars(
-            select(User.id).where(
-                User.institution_id == institution_id,
-                User.role.in_(ON_CALL_ROLES),
-                User.active.is_(True),
-            )
-        )
-    )
+    return _on_call_many(session, {institution_id}).get(institution_id, [])
 
 
 def _notify(

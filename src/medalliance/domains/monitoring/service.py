@@ -430,9 +430,9 @@ def patient_readings(
             owner_institution_id=institution_id,
         ).allowed
     ]
-    records = patients_service.record_ids_of(session, person_id)
     query = select(Reading).where(
-        Reading.patient_record_id.in_(records), Reading.institution_id.in_(visible)
+        Reading.patient_record_id.in_(patients_service.record_ids_query(person_id)),
+        Reading.institution_id.in_(visible),
     )
     if measurement is not None:
         query = query.where(Reading.measurement == measurement)

@@ -267,8 +267,9 @@ def list_results(
         resource_id=person_id,
         audit_action="search",
     )
-    records = patients_service.record_ids_of(session, person_id)
-    query = select(Result).where(Result.patient_record_id.in_(records))
+    query = select(Result).where(
+        Result.patient_record_id.in_(patients_service.record_ids_query(person_id))
+    )
     if item_code is not None:
         query = query.where(Result.item_code == item_code)
     if not include_superseded:

@@ -8,13 +8,12 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
-from sqlalchemy import Select, false, select
+from sqlalchemy import Select, false
 
 from medalliance.access import policy
 from medalliance.access.permissions import Permission
 from medalliance.audit import service as audit
 from medalliance.domains.patients import service as patients_service
-from medalliance.domains.patients.models import PatientRecord
 from medalliance.fhir import store
 from medalliance.fhir.outcome import FhirError, invalid
 from medalliance.fhir.registry import Mapper
@@ -136,14 +135,8 @@ def identifier_param(resource_type: str, extra: dict[str, Any] | None = None) ->
 def persons_of_records(
     ctx: FhirContext, record_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, uuid.UUID]:
-    if not record_ids:
-        return {}
-    rows = ctx.session.execute(
-        select(PatientRecord.id, PatientRecord.person_id).where(
-            PatientRecord.id.in_(list(set(record_ids)))
-        )
-    )
-    return {row[0]: row[1] for row in rows}
+    found = patients_service.persons_of_records(ctx.session, list(set(record_ids)))
+    return {record_id: person for record_id, (person, _name) in found.items()}
 
 
 def patient_ref(person_id: uuid.UUID) -> dict[str, str]:
@@ -222,12 +215,10 @@ class PatientDataMapper(Mapper):
         )
 
     def check_read(self, ctx: FhirContext, row: Any) -> None:
-        person_id = patients_service.person_of_record(ctx.session, row.patient_record_id)
-        assert person_id is not None
         policy.enforce(
             ctx.session,
             ctx.actor,
-            patients_service.facts_or_404(ctx.session, person_id),
+            patients_service.facts_of_record(ctx.session, row.patient_record_id),
             policy.AccessAction.READ,
             resource_type=self.resource_type,
             resource_id=row.id,
