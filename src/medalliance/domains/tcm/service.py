@@ -131,14 +131,17 @@ def safety_check(
 # --- prescriptions ----------------------------------------------------------------------
 
 
-def _encounter_for_write(session: Session, actor: Actor, encounter_id: uuid.UUID) -> Encounter:
+def _encounter_for_write(
+    session: Session, actor: Actor, encounter_id: uuid.UUID
+) -> tuple[Encounter, policy.PatientFacts]:
     encounter = session.get(Encounter, encounter_id)
     if encounter is None:
         raise NotFound(f"No encounter {encounter_id}.")
+    facts = patients_service.facts_of_record(session, encounter.patient_record_id)
     policy.enforce(
         session,
         actor,
-        patients_service.facts_of_record(session, encounter.patient_record_id),
+        facts,
         policy.AccessAction.WRITE,
         resource_type="Prescription",
         resource_id=encounter_id,
@@ -147,7 +150,7 @@ def _encounter_for_write(session: Session, actor: Actor, encounter_id: uuid.UUID
     )
     if encounter.status in (EncounterStatus.CANCELLED, EncounterStatus.ENTERED_IN_ERROR):
         raise Conflict(f"The encounter is {encounter.status}: prescribe on a live encounter.")
-    return encounter
+    return encounter, facts
 
 
 def _prescription(
@@ -163,9 +166,8 @@ def _prescription(
     )
     if prescription is None:
         raise NotFound(f"No prescription {prescription_id}.")
-    person_id = patients_service.person_of_record(session, prescription.patient_record_id)
-    assert person_id is not None
-    facts = patients_service.facts_or_404(session, person_id)
+    facts = patients_service.facts_of_record(session, prescription.patient_record_id)
+    person_id = facts.patient_id
     policy.enforce(
         session,
         actor,
@@ -326,12 +328,10 @@ def create_prescription(
     encounter_id: uuid.UUID,
     data: schemas.PrescriptionWrite,
 ) -> Prescription:
-    encounter = _encounter_for_write(session, actor, encounter_id)
+    encounter, facts = _encounter_for_write(session, actor, encounter_id)
     if encounter.institution_id != actor.institution_id:
         raise Conflict("Prescribe on an encounter of your own institution.")
-    person_id = patients_service.person_of_record(session, encounter.patient_record_id)
-    assert person_id is not None
-    facts = patients_service.facts_or_404(session, person_id)
+    person_id = facts.patient_id
     prescription = Prescription(
         id=new_id(),
         encounter_id=encounter.id,
