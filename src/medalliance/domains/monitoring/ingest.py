@@ -19,10 +19,10 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from medalliance.audit import service as audit
+from medalliance.db.upsert import InsertIgnoringConflicts
 from medalliance.domains.monitoring import alerts
 from medalliance.domains.monitoring.catalogue import (
     DEVICE_MEASUREMENTS,
@@ -175,18 +175,12 @@ def _rows_for(
     ]
 
 
-def _insert_statement(dialect: str) -> Any:
-    """Built once per dialect, so SQLAlchemy's compiled cache serves every batch."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = cast(Table, Reading.__table__)
-    return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["device_id", "measurement", "measured_at"])
-        .returning(table.c.id)
-    )
-
-
-_STATEMENTS = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
+# SQLite's path (PostgreSQL COPYs, below).
+_NEW_READINGS = InsertIgnoringConflicts(
+    cast(Table, Reading.__table__),
+    on=["device_id", "measurement", "measured_at"],
+    returning=[cast(Table, Reading.__table__).c.id],
+)
 
 
 _COLUMNS = (
@@ -245,12 +239,11 @@ def insert_idempotent(session: Session, rows: list[dict[str, Any]]) -> set[uuid.
     """Insert, skipping rows whose natural key exists; return the ids actually stored."""
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         return _copy_then_insert(session, rows)
     # SQLite: an executemany of one cached statement, batched by SQLAlchemy into
     # multi-row INSERTs with RETURNING ("insertmanyvalues").
-    result = session.connection().execute(_STATEMENTS[dialect], rows)
+    result = session.connection().execute(_NEW_READINGS.for_session(session), rows)
     return set(result.scalars())
 
 
