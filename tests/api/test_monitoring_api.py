@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from medalliance.audit.models import AuditEvent
 from medalliance.domains.monitoring.catalogue import DeviceType
-from medalliance.domains.monitoring.models import Alert, Reading
+from medalliance.domains.monitoring.models import Alert, Reading, ThresholdOverride
 from medalliance.domains.records.models import (
     ClinicalStatus,
     Diagnosis,
@@ -445,3 +445,32 @@ def test_readings_and_alerts_join_the_timeline(client: TestClient, world: Any) -
     timeline = client.get(f"/api/patients/{w.person.id}/timeline", headers=w.doc).json()
     types = {e["type"] for e in timeline["entries"]}
     assert {"reading", "monitoring_alert"} <= types
+
+
+def test_a_member_without_the_patients_record_gets_the_records_conflict(
+    client: TestClient, session: Session, world: Any, make_actor: Any, auth_headers: Headers
+) -> None:
+    """Monitoring and the record share one check: the policy lets another member in
+    (break-the-glass) but writes need the patient registered at the writer's own
+    institution, and both say so the same way."""
+    w = world
+    user = UserFactory(role=Role.CLINICIAN, institution=w.other)
+    doc = auth_headers(make_actor(Role.CLINICIAN, institution=w.other, user_id=user.id))
+    glass = client.post(
+        "/api/access/break-glass",
+        json={"patient_id": str(w.person.id), "reason": "seen in our ED"},
+        headers=doc,
+    )
+    assert glass.status_code == 201, glass.text
+    url = f"/api/monitoring/patients/{w.person.id}/thresholds/low_spo2"
+    refused = assert_problem(
+        client.put(url, json={"threshold": 88, "reason": "COPD, GOLD 3"}, headers=doc), 409
+    )
+    encounter = client.post(
+        f"/api/patients/{w.person.id}/encounters",
+        json={"encounter_class": "outpatient", "start": _at(5)},
+        headers=doc,
+    )
+    assert refused["detail"] == assert_problem(encounter, 409)["detail"]
+    assert "MPI" in refused["detail"]
+    assert session.scalar(select(func.count()).select_from(ThresholdOverride)) == 0
