@@ -179,7 +179,15 @@ def test_a_mixed_batch_stores_the_good_readings_and_says_why_the_rest_were_rejec
             AuditEvent.resource_type == "Observation", AuditEvent.patient_id == w.person.id
         )
     ).all()
-    assert len(audit) == 1 and json.loads(audit[0].detail)["readings"] == 5
+    # one event for the batch's readings of this patient, naming how many and their span
+    assert len(audit) == 1
+    detail = json.loads(audit[0].detail)
+    times = sorted(r.measured_at for r in rows.values())
+    assert detail["readings"] == 5
+    assert (detail["measured_from"], detail["measured_to"]) == (
+        times[0].isoformat(),
+        times[-1].isoformat(),
+    )
 
 
 def test_a_retried_batch_stores_nothing_twice(
