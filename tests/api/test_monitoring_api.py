@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Connection, event, func, insert, select
 from sqlalchemy.orm import Session
 
 from medalliance.audit.models import AuditEvent
-from medalliance.domains.monitoring.catalogue import DeviceType
-from medalliance.domains.monitoring.models import Alert, Reading
+from medalliance.domains.monitoring.catalogue import DeviceType, MeasurementType
+from medalliance.domains.monitoring.models import Alert, Reading, ThresholdOverride
 from medalliance.domains.records.models import (
     ClinicalStatus,
     Diagnosis,
@@ -26,6 +26,7 @@ from medalliance.domains.records.models import (
 from medalliance.jobs.models import Job
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
+from medalliance.kernel.ids import new_id
 from medalliance.kernel.roles import Role
 from tests.api.access_matrix import assert_problem
 from tests.factories.access import UserFactory
@@ -178,7 +179,15 @@ def test_a_mixed_batch_stores_the_good_readings_and_says_why_the_rest_were_rejec
             AuditEvent.resource_type == "Observation", AuditEvent.patient_id == w.person.id
         )
     ).all()
-    assert len(audit) == 1 and json.loads(audit[0].detail)["readings"] == 5
+    # one event for the batch's readings of this patient, naming how many and their span
+    assert len(audit) == 1
+    detail = json.loads(audit[0].detail)
+    times = sorted(r.measured_at for r in rows.values())
+    assert detail["readings"] == 5
+    assert (detail["measured_from"], detail["measured_to"]) == (
+        times[0].isoformat(),
+        times[-1].isoformat(),
+    )
 
 
 def test_a_retried_batch_stores_nothing_twice(
@@ -445,3 +454,90 @@ def test_readings_and_alerts_join_the_timeline(client: TestClient, world: Any) -
     timeline = client.get(f"/api/patients/{w.person.id}/timeline", headers=w.doc).json()
     types = {e["type"] for e in timeline["entries"]}
     assert {"reading", "monitoring_alert"} <= types
+
+
+def test_a_member_without_the_patients_record_gets_the_records_conflict(
+    client: TestClient, session: Session, world: Any, make_actor: Any, auth_headers: Headers
+) -> None:
+    """Monitoring and the record share one check: the policy lets another member in
+    (break-the-glass) but writes need the patient registered at the writer's own
+    institution, and both say so the same way."""
+    w = world
+    user = UserFactory(role=Role.CLINICIAN, institution=w.other)
+    doc = auth_headers(make_actor(Role.CLINICIAN, institution=w.other, user_id=user.id))
+    glass = client.post(
+        "/api/access/break-glass",
+        json={"patient_id": str(w.person.id), "reason": "seen in our ED"},
+        headers=doc,
+    )
+    assert glass.status_code == 201, glass.text
+    url = f"/api/monitoring/patients/{w.person.id}/thresholds/low_spo2"
+    refused = assert_problem(
+        client.put(url, json={"threshold": 88, "reason": "COPD, GOLD 3"}, headers=doc), 409
+    )
+    encounter = client.post(
+        f"/api/patients/{w.person.id}/encounters",
+        json={"encounter_class": "outpatient", "start": _at(5)},
+        headers=doc,
+    )
+    assert refused["detail"] == assert_problem(encounter, 409)["detail"]
+    assert "MPI" in refused["detail"]
+    assert session.scalar(select(func.count()).select_from(ThresholdOverride)) == 0
+
+
+def test_continuous_monitoring_pages_the_timeline_without_reading_every_reading(
+    client: TestClient, session: Session, connection: Connection, world: Any
+) -> None:
+    """12,000 glucose readings (six weeks of a CGM every 5 minutes): a timeline page
+    holds the right readings, newest first, with the right total, and no statement
+    reads the readings table without a LIMIT."""
+    w = world
+    device = w.devices[DeviceType.GLUCOMETER]
+    newest = utcnow().replace(microsecond=0) - timedelta(minutes=1)
+    times = [newest - timedelta(minutes=5 * i) for i in range(12_000)]
+    rows = [
+        {
+            "id": new_id(),
+            "device_id": device.id,
+            "measurement": MeasurementType.GLUCOSE,
+            "measured_at": at,
+            "patient_record_id": w.record.id,
+            "institution_id": w.home.id,
+            "gateway_id": w.gateway.id,
+            "loinc": "14743-9",
+            "unit": "mmol/L",
+            "value": 4.0 + (i % 70) / 10,
+            "received_at": at,
+        }
+        for i, at in enumerate(times)
+    ]
+    session.execute(insert(Reading), rows)
+    alerted = client.post(URL, json={"readings": [_bp(w, 200, 130, minutes_ago=0)]}, headers=w.gw)
+    assert alerted.json()["stored"] == 1
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(connection, "before_cursor_execute", seen)
+    try:
+        url = f"/api/patients/{w.person.id}/timeline"
+        page = client.get(url, params={"limit": 50, "offset": 100}, headers=w.doc).json()
+        readings = client.get(
+            url, params={"types": "reading", "limit": 50, "offset": 11_990}, headers=w.doc
+        ).json()
+    finally:
+        event.remove(connection, "before_cursor_execute", seen)
+
+    # everything: 12,000 glucose readings + the BP reading + its alert
+    assert page["total"] == 12_002
+    # newest first: the alert and the BP reading (now), then glucose from the newest on
+    glucose = [e for e in page["entries"] if e["summary"].startswith("glucose")]
+    assert len(page["entries"]) == 50 and len(glucose) == 50
+    assert [datetime.fromisoformat(e["at"]) for e in glucose] == times[98:148]
+    assert glucose[0]["summary"] == f"glucose: {rows[98]['value']:g} mmol/L"
+    assert glucose[0]["detail"] == {"loinc": "14743-9"}
+    assert readings["total"] == 12_001
+    assert [datetime.fromisoformat(e["at"]) for e in readings["entries"]] == times[11_989:]
+    on_readings = [s for s in statements if "readings" in s]
+    assert on_readings and all("LIMIT" in s.upper() for s in on_readings)

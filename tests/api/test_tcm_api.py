@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session
 
 from medalliance.audit.models import AuditEvent
@@ -485,3 +486,75 @@ def test_safety_check_leaves_out_what_the_policy_hides(
     assert not seen_by_a["findings"]
     seen_by_b = client.post("/api/tcm/safety-check", json=check, headers=hb).json()
     assert [f["drugs"] for f in seen_by_b["findings"]] == [["digoxin"]]
+
+
+def _expected_entry(p: dict[str, Any], *, overridden: bool) -> dict[str, Any]:
+    herbs = [{"name": h["name"], "dose_g": h["dose_g"]} for h in p["herbs"]]
+    western = [{"drug": d["drug"], "dose": d["dose"]} for d in p["drugs"]]
+    herbal = f"{p['formula_name']} {len(herbs)}味×{p['dose_count']}剂" if herbs else ""
+    drugs = ", ".join(f"{d['drug']} {d['dose']} {d['frequency']}" for d in p["drugs"])
+    return {
+        "id": p["id"],
+        "summary": " | ".join(x for x in (herbal, drugs) if x),
+        "encounter_id": p["encounter_id"],
+        "detail": {
+            "herbs": herbs,
+            "western": western,
+            "findings": len(p["findings"]),
+            "blocking_rules": sorted(
+                {f["rule"] for f in p["findings"] if f["severity"] == "block"}
+            ),
+            "overridden": overridden,
+        },
+    }
+
+
+def test_prescriptions_on_the_timeline_are_paged_with_their_herbs_and_drugs(
+    client: TestClient, connection: Connection, world: dict[str, Any]
+) -> None:
+    """Newest first by signature (else creation) time; herbs in the prescription's
+    order, western drugs, the safety summary; a page holds only its entries, and the
+    prescriptions are read only in the paged (LIMITed) statement."""
+    mixed = _draft(client, world, FORMULA_DRAFT)
+    herbal = _draft(
+        client,
+        world,
+        {"from_formula": {"formula": "四君子汤"}, "dose_count": 3, "herbal_form": "decoction"},
+    )
+    signed = client.post(
+        f"/api/prescriptions/{mixed['id']}/sign",
+        json={"override_reason": "INR monitored weekly by the anticoagulation clinic"},
+        headers=world["h"],
+    )
+    assert signed.status_code == 200, signed.text
+    url = f"/api/patients/{world['pid']}/timeline"
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(connection, "before_cursor_execute", seen)
+    try:
+        pages = [
+            client.get(
+                url, params={"types": "prescription", "limit": 1, "offset": n}, headers=world["h"]
+            ).json()
+            for n in (0, 1, 2)
+        ]
+    finally:
+        event.remove(connection, "before_cursor_execute", seen)
+    on_prescriptions = [s for s in statements if "tcm_prescription" in s]
+    assert on_prescriptions and all("LIMIT" in s.upper() for s in on_prescriptions)
+    assert [p["total"] for p in pages] == [2, 2, 2]
+    assert pages[2]["entries"] == []
+    got = [p["entries"][0] for p in pages[:2]]
+    assert [(e["status"], e["type"]) for e in got] == [
+        ("signed", "prescription"),
+        ("draft", "prescription"),
+    ]
+    expected = [
+        _expected_entry(signed.json(), overridden=True),
+        _expected_entry(herbal, overridden=False),
+    ]
+    assert [{k: e[k] for k in expected[0]} for e in got] == expected
+    assert got[0]["at"] > got[1]["at"]  # signed after the second draft was written

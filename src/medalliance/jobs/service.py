@@ -8,25 +8,41 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from medalliance.db.upsert import InsertIgnoringConflicts
 from medalliance.jobs.models import Job, JobStatus
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import Conflict, NotFound
 from medalliance.kernel.ids import new_id
 from medalliance.kernel.pagination import PageRequest, PageResult
 
-
-def _insert_ignoring_known_keys(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(cast(Table, Job.__table__)).on_conflict_do_nothing(
-        index_elements=["idempotency_key"]
-    )
+# A known idempotency key skips the row. Rows of many jobs go in as plain rows; one job
+# comes back as an object in the session (enqueue returns it).
+_NEW_KEYS = InsertIgnoringConflicts(cast(Table, Job.__table__), on=["idempotency_key"])
+_NEW_JOB = InsertIgnoringConflicts(Job, on=["idempotency_key"], returning=[Job])
 
 
-_BULK_INSERTS = {name: _insert_ignoring_known_keys(name) for name in ("postgresql", "sqlite")}
+def _row(
+    kind: str,
+    payload: dict[str, Any],
+    key: str | None,
+    *,
+    max_attempts: int,
+    run_after: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "kind": kind,
+        "payload": json.dumps(payload, sort_keys=True, ensure_ascii=False),
+        "idempotency_key": key,
+        "status": JobStatus.PENDING,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_after": run_after,
+        "created_at": now,
+    }
 
 
 def enqueue_many(
@@ -39,25 +55,15 @@ def enqueue_many(
     """Add many jobs of one kind to the outbox in one statement, each as
     (idempotency key, payload). A key already enqueued is skipped, as ``enqueue``
     returns the first job; hot paths (device ingestion) use this instead of a
-    savepoint per job."""
+    statement per job."""
     if not jobs:
         return
     now = utcnow()
     rows = [
-        {
-            "id": new_id(),
-            "kind": kind,
-            "payload": json.dumps(payload, sort_keys=True, ensure_ascii=False),
-            "idempotency_key": key,
-            "status": JobStatus.PENDING,
-            "attempts": 0,
-            "max_attempts": max_attempts,
-            "run_after": now,
-            "created_at": now,
-        }
+        _row(kind, payload, key, max_attempts=max_attempts, run_after=now, now=now)
         for key, payload in jobs
     ]
-    session.connection().execute(_BULK_INSERTS[session.get_bind().dialect.name], rows)
+    session.connection().execute(_NEW_KEYS.for_session(session), rows)
 
 
 def enqueue(
@@ -73,37 +79,24 @@ def enqueue(
 
     With an idempotency key, enqueuing the same work twice returns the first job.
     """
-    if idempotency_key is not None:
-        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
-        if existing is not None:
-            return existing
     now = utcnow()
-    job = Job(
-        kind=kind,
-        payload=json.dumps(payload, sort_keys=True, ensure_ascii=False),
-        idempotency_key=idempotency_key,
-        status=JobStatus.PENDING,
-        attempts=0,
+    row = _row(
+        kind,
+        payload,
+        idempotency_key,
         max_attempts=max_attempts,
         run_after=run_after or now,
-        created_at=now,
+        now=now,
     )
-    if idempotency_key is None:
-        session.add(job)
-        session.flush()
+    # ON CONFLICT DO NOTHING: a key enqueued before is skipped; a key another use case
+    # inserted and has not committed yet makes the insert wait for it, then skip (or
+    # insert, if that one rolled back). Our transaction stays usable either way.
+    job: Job | None = session.scalars(_NEW_JOB.for_session(session), [row]).one_or_none()
+    if job is not None:
         return job
-    # A concurrent use case may have inserted the same key and not committed yet: the
-    # insert then waits for it and conflicts. Keep our transaction usable and return theirs.
-    try:
-        with session.begin_nested():
-            session.add(job)
-            session.flush()
-    except IntegrityError:
-        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
-        if existing is None:
-            raise
-        return existing
-    return job
+    existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+    assert existing is not None  # only this key can have conflicted
+    return existing
 
 
 def list_jobs(

@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, case, func, select, text, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
 from medalliance.access.models import User
 from medalliance.audit import service as audit
+from medalliance.db.upsert import InsertIgnoringConflicts
 from medalliance.domains.monitoring.catalogue import MeasurementType
 from medalliance.domains.monitoring.models import (
     ACTIVE_ALERT_STATUSES,
@@ -203,22 +203,14 @@ def _join(alert: Alert, reading: StoredReading, finding: Finding) -> None:
         alert.message, alert.value, alert.reading_id = finding.message, finding.value, reading.id
 
 
-def _alert_insert(dialect: str) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING on the partial unique index of active alerts:
-    a row another transaction raised meanwhile is skipped (after waiting for it), with
-    no savepoint per alert. Built once per dialect for the compiled cache."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = cast(Table, Alert.__table__)
-    return (
-        insert(table)
-        .on_conflict_do_nothing(
-            index_elements=["patient_record_id", "rule"], index_where=text(ACTIVE_SQL)
-        )
-        .returning(table.c.id)
-    )
-
-
-_ALERT_INSERTS = {name: _alert_insert(name) for name in ("postgresql", "sqlite")}
+# On the partial unique index of active alerts: a row another transaction raised
+# meanwhile is skipped (after waiting for it), with no savepoint per alert.
+_NEW_ALERTS = InsertIgnoringConflicts(
+    cast(Table, Alert.__table__),
+    on=["patient_record_id", "rule"],
+    where=text(ACTIVE_SQL),
+    returning=[cast(Table, Alert.__table__).c.id],
+)
 
 
 def _raise_many(
@@ -255,8 +247,7 @@ def _raise_many(
                 "updated_at": now,
             }
         )
-    dialect = session.get_bind().dialect.name
-    inserted = set(session.connection().execute(_ALERT_INSERTS[dialect], rows).scalars())
+    inserted = set(session.connection().execute(_NEW_ALERTS.for_session(session), rows).scalars())
     lost = {key: p for key, p in new.items() if p.id not in inserted}
     if lost:
         winners = _active_alerts(session, set(lost))

@@ -14,15 +14,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from medalliance.audit import service as audit
+from medalliance.db.upsert import InsertIgnoringConflicts
 from medalliance.domains.monitoring import alerts
 from medalliance.domains.monitoring.catalogue import (
     DEVICE_MEASUREMENTS,
@@ -175,18 +175,12 @@ def _rows_for(
     ]
 
 
-def _insert_statement(dialect: str) -> Any:
-    """Built once per dialect, so SQLAlchemy's compiled cache serves every batch."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = cast(Table, Reading.__table__)
-    return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["device_id", "measurement", "measured_at"])
-        .returning(table.c.id)
-    )
-
-
-_STATEMENTS = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
+# SQLite's path (PostgreSQL COPYs, below).
+_NEW_READINGS = InsertIgnoringConflicts(
+    cast(Table, Reading.__table__),
+    on=["device_id", "measurement", "measured_at"],
+    returning=[cast(Table, Reading.__table__).c.id],
+)
 
 
 _COLUMNS = (
@@ -245,12 +239,11 @@ def insert_idempotent(session: Session, rows: list[dict[str, Any]]) -> set[uuid.
     """Insert, skipping rows whose natural key exists; return the ids actually stored."""
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         return _copy_then_insert(session, rows)
     # SQLite: an executemany of one cached statement, batched by SQLAlchemy into
     # multi-row INSERTs with RETURNING ("insertmanyvalues").
-    result = session.connection().execute(_STATEMENTS[dialect], rows)
+    result = session.connection().execute(_NEW_READINGS.for_session(session), rows)
     return set(result.scalars())
 
 
@@ -310,20 +303,20 @@ def ingest(
 
     stored = insert_idempotent(session, rows)
     fresh: list[alerts.StoredReading] = []
-    per_record: dict[uuid.UUID, int] = defaultdict(int)
     for row in rows:
-        index, assignment = owner[row["id"]]
+        row_id = row["id"]
+        index, assignment = owner[row_id]
         outcome = outcomes[index]
-        if row["id"] == outcome.reading_id:
-            outcome.status = "stored" if row["id"] in stored else "duplicate"
-            if outcome.status == "duplicate":
+        is_new = row_id in stored
+        if row_id == outcome.reading_id:
+            outcome.status = "stored" if is_new else "duplicate"
+            if not is_new:
                 outcome.reading_id = None
                 outcome.reason = "already stored"
-        if row["id"] in stored:
-            per_record[assignment.patient_record_id] += 1
+        if is_new:
             fresh.append(
                 alerts.StoredReading(
-                    id=row["id"],
+                    id=row_id,
                     patient_record_id=assignment.patient_record_id,
                     institution_id=assignment.institution_id,
                     responsible_user_id=assignment.responsible_user_id,
@@ -336,7 +329,7 @@ def ingest(
     for outcome in outcomes:
         if outcome.reading_id is not None:
             outcome.alerts = raised.get(outcome.reading_id, [])
-    _audit(session, actor, gateway, per_record, persons, transport)
+    _audit(session, actor, gateway, fresh, persons, transport)
     return outcomes
 
 
@@ -367,7 +360,9 @@ def _devices_of(
     persons: dict[uuid.UUID, uuid.UUID] = {}
     if not serials:
         return devices, by_device, persons
-    rows = session.execute(
+    # Core, not ORM, execution: the rows are plain tuples and the ORM's loading
+    # machinery would only wrap them.
+    rows = session.connection().execute(
         select(
             Device.id,
             Device.serial,
@@ -402,14 +397,25 @@ def _audit(
     session: Session,
     actor: Actor,
     gateway: DeviceGateway,
-    per_record: dict[uuid.UUID, int],
+    fresh: Sequence[alerts.StoredReading],
     persons: dict[uuid.UUID, uuid.UUID],
     transport: str,
 ) -> None:
-    """One audit event per patient per batch. The gateway holds no patient-data
-    permission: its right to write comes from the device being registered to it and
-    assigned to the patient (an assignment a clinician made under the policy)."""
-    for record_id, count in per_record.items():
+    """One audit event per patient per batch, naming how many readings were stored
+    and the span of their measurement times (see the README on why per batch). The
+    gateway holds no patient-data permission: its right to write comes from the
+    device being registered to it and assigned to the patient (an assignment a
+    clinician made under the policy)."""
+    spans: dict[uuid.UUID, list[Any]] = {}  # record -> [count, first, last]
+    for r in fresh:
+        at = r.facts.measured_at
+        span = spans.get(r.patient_record_id)
+        if span is None:
+            spans[r.patient_record_id] = [1, at, at]
+        else:
+            span[0] += 1
+            span[1], span[2] = min(span[1], at), max(span[2], at)
+    for record_id, (count, first, last) in spans.items():
         audit.record(
             session,
             actor,
@@ -417,5 +423,11 @@ def _audit(
             resource_type="Observation",
             patient_id=persons[record_id],
             reason="device assigned to the patient, registered to this gateway",
-            detail={"readings": count, "gateway": gateway.code, "transport": transport},
+            detail={
+                "readings": count,
+                "measured_from": first.astimezone(UTC).isoformat(),
+                "measured_to": last.astimezone(UTC).isoformat(),
+                "gateway": gateway.code,
+                "transport": transport,
+            },
         )

@@ -1,62 +1,64 @@
-"""Readings and alerts on the patient timeline."""
+"""Readings and alerts on the patient timeline.
+
+Both are paged sources: the timeline counts and pages them in SQL (on the
+(patient_record_id, measured_at) index for readings), so a patient on continuous
+glucose monitoring — hundreds of readings a day — costs one page, not their history.
+Each reading is its own entry, not a daily summary: an entry is a row the clinician
+can open and an alert can point at; the desk shows the daily means, alerts stand on
+the timeline as entries of their own, and ``types=`` leaves readings out.
+"""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from typing import Any
 
 from medalliance.domains.monitoring.models import Alert, Reading
-from medalliance.domains.records import timeline
-from medalliance.domains.records.timeline import RawEntry
+from medalliance.domains.records.timeline import EntryTable, RawEntry, register_paged_source
 
 
-def _readings(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    rows = session.execute(
-        select(
-            Reading.id,
-            Reading.measured_at,
-            Reading.institution_id,
-            Reading.measurement,
-            Reading.value,
-            Reading.diastolic,
-            Reading.unit,
-            Reading.loinc,
-        ).where(Reading.patient_record_id.in_(records))
+def _reading(r: Sequence[Any]) -> RawEntry:
+    rid, at, institution_id, measurement, value, diastolic, unit, loinc = r
+    shown = f"{value:g}" if diastolic is None else f"{value:g}/{diastolic:g}"
+    return RawEntry(
+        "reading",
+        rid,
+        at,
+        institution_id,
+        f"{measurement}: {shown} {unit}",
+        detail={"loinc": loinc},
     )
-    entries = []
-    for rid, at, institution_id, measurement, value, diastolic, unit, loinc in rows:
-        shown = f"{value:g}" if diastolic is None else f"{value:g}/{diastolic:g}"
-        entries.append(
-            RawEntry(
-                "reading",
-                rid,
-                at,
-                institution_id,
-                f"{measurement}: {shown} {unit}",
-                detail={"loinc": loinc},
-            )
-        )
-    return entries
 
 
-def _alerts(session: Session, records: Sequence[uuid.UUID]) -> list[RawEntry]:
-    rows = session.scalars(select(Alert).where(Alert.patient_record_id.in_(records)))
-    return [
-        RawEntry(
-            "monitoring_alert",
-            a.id,
-            a.raised_at,
-            a.institution_id,
-            f"{a.title}: {a.message}",
-            str(a.status),
-            detail={"rule": str(a.rule), "severity": str(a.severity), "source": a.source},
-        )
-        for a in rows
-    ]
+def _alert(r: Sequence[Any]) -> RawEntry:
+    aid, at, institution_id, title, message, status, rule, severity, source = r
+    return RawEntry(
+        "monitoring_alert",
+        aid,
+        at,
+        institution_id,
+        f"{title}: {message}",
+        str(status),
+        detail={"rule": str(rule), "severity": str(severity), "source": source},
+    )
 
 
-timeline.register_source("reading", _readings)
-timeline.register_source("monitoring_alert", _alerts)
+def _register() -> None:
+    r, a = Reading, Alert
+    register_paged_source(
+        "reading",
+        table=EntryTable(r.id, r.measured_at, r.institution_id, r.patient_record_id),
+        columns=[c.expression for c in (r.measurement, r.value, r.diastolic, r.unit, r.loinc)],
+        build=_reading,
+    )
+    register_paged_source(
+        "monitoring_alert",
+        table=EntryTable(a.id, a.raised_at, a.institution_id, a.patient_record_id),
+        columns=[
+            c.expression for c in (a.title, a.message, a.status, a.rule, a.severity, a.source)
+        ],
+        build=_alert,
+    )
+
+
+_register()

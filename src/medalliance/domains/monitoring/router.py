@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -28,9 +29,7 @@ ThresholdSetter = Annotated[Actor, Depends(require(Permission.MONITORING_THRESHO
 
 
 @router.post("/readings", response_model=schemas.BatchResult)
-def submit_readings(
-    body: schemas.ReadingBatch, session: DbSession, actor: Gateway
-) -> schemas.BatchResult:
+def submit_readings(body: schemas.ReadingBatch, session: DbSession, actor: Gateway) -> Response:
     """A batch of readings from a gateway (see the README for the payload).
 
     Each reading gets its own result: ``stored``, ``duplicate`` (already stored: a
@@ -45,23 +44,29 @@ def submit_readings(
         actor=actor,
         transport="http",
     )
-    results = [
-        schemas.ReadingResult(
-            index=o.index,
-            status=o.status,
-            reading_id=o.reading_id,
-            reason=o.reason,
-            alerts=o.alerts,
-        )
-        for o in outcomes
-    ]
-    return schemas.BatchResult(
-        gateway=gateway.code,
-        stored=sum(r.status == "stored" for r in results),
-        duplicate=sum(r.status == "duplicate" for r in results),
-        rejected=sum(r.status == "rejected" for r in results),
-        results=results,
+    counts = Counter(o.status for o in outcomes)
+    result = schemas.BatchResult.model_validate(
+        {
+            "gateway": gateway.code,
+            "stored": counts["stored"],
+            "duplicate": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "results": [
+                {
+                    "index": o.index,
+                    "status": o.status,
+                    "reading_id": o.reading_id,
+                    "reason": o.reason,
+                    "alerts": o.alerts,
+                }
+                for o in outcomes
+            ],
+        }
     )
+    # Checked and serialised once, here: returned as a model, FastAPI would dump it,
+    # check it against response_model again and encode it (a thousand results each
+    # way, ~5 ms a batch of 200). response_model still documents the answer.
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 # --- gateways and devices ----------------------------------------------------------------

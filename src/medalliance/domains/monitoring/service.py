@@ -171,26 +171,6 @@ def list_devices(
 # --- assignments -------------------------------------------------------------------------
 
 
-def _local_record(session: Session, actor: Actor, person_id: uuid.UUID, what: str) -> uuid.UUID:
-    policy.enforce(
-        session,
-        actor,
-        patients_service.facts_or_404(session, person_id),
-        policy.AccessAction.WRITE,
-        resource_type=what,
-        resource_id=person_id,
-        audit_action="create",
-    )
-    assert actor.institution_id is not None
-    record = patients_service.local_record(session, person_id, actor.institution_id)
-    if record is None:
-        raise Conflict(
-            "The patient is not registered at your institution yet: register them here first.",
-            field="patient_id",
-        )
-    return record.id
-
-
 def _overlaps(
     session: Session, device_id: uuid.UUID, start: datetime, end: datetime | None
 ) -> bool:
@@ -213,7 +193,9 @@ def assign_device(
     device = session.get(Device, device_id)
     if device is None or (device.institution_id != actor.institution_id):
         raise NotFound(f"No device {device_id} at your institution.")
-    record_id = _local_record(session, actor, data.patient_id, "DeviceAssignment")
+    record_id = patients_service.local_record_for_write(
+        session, actor, data.patient_id, "DeviceAssignment"
+    ).id
     if not device.active:
         raise Conflict("The device is retired.", field="device_id")
     if _overlaps(session, device.id, data.start, data.end):
@@ -334,7 +316,9 @@ def set_threshold(
         raise InvalidInput(f"{rule} takes a single threshold", field="second_threshold")
     if rule is AlertRule.HF_WEIGHT_GAIN and (data.second_threshold or 3) > 31:
         raise InvalidInput("the weight-gain window is at most 31 days", field="second_threshold")
-    record_id = _local_record(session, actor, person_id, "MonitoringThreshold")
+    record_id = patients_service.local_record_for_write(
+        session, actor, person_id, "MonitoringThreshold"
+    ).id
     assert actor.institution_id is not None
     existing = session.scalar(
         select(ThresholdOverride).where(
@@ -374,7 +358,9 @@ def clear_threshold(
     *, session: Session, actor: Actor, person_id: uuid.UUID, rule: AlertRule
 ) -> None:
     _require(actor, Permission.MONITORING_THRESHOLDS)
-    record_id = _local_record(session, actor, person_id, "MonitoringThreshold")
+    record_id = patients_service.local_record_for_write(
+        session, actor, person_id, "MonitoringThreshold"
+    ).id
     existing = session.scalar(
         select(ThresholdOverride).where(
             ThresholdOverride.patient_record_id == record_id, ThresholdOverride.rule == rule

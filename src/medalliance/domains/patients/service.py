@@ -562,6 +562,32 @@ def local_record(
     )
 
 
+def local_record_for_write(
+    session: Session, actor: Actor, person_id: uuid.UUID, resource_type: str
+) -> PatientRecord:
+    """The actor's institution's record of the person, to write a ``resource_type``
+    on, once the policy allowed the write (and audited a refusal). Clinical writes land
+    on the writer's own record; a person not registered there yet is a conflict."""
+    policy.enforce(
+        session,
+        actor,
+        _facts_or_404(session, person_id),
+        policy.AccessAction.WRITE,
+        resource_type=resource_type,
+        resource_id=person_id,
+        audit_action="create",
+    )
+    assert actor.institution_id is not None  # the policy refuses writes without one
+    record = local_record(session, person_id, actor.institution_id)
+    if record is None:
+        raise Conflict(
+            "The patient is not registered at your institution yet: register them here first "
+            "(the MPI links the registration to this person).",
+            field="patient_id",
+        )
+    return record
+
+
 def record_ids_of(session: Session, person_id: uuid.UUID) -> list[uuid.UUID]:
     return list(
         session.scalars(select(PatientRecord.id).where(PatientRecord.person_id == person_id))

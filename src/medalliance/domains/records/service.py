@@ -27,33 +27,9 @@ from medalliance.domains.records.models import (
 )
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
-from medalliance.kernel.errors import Conflict, InvalidInput, NotFound
+from medalliance.kernel.errors import InvalidInput, NotFound
 
 T = TypeVar("T", bound=Base)
-
-
-def _local_record_for_write(
-    session: Session, actor: Actor, person_id: uuid.UUID, resource_type: str
-) -> uuid.UUID:
-    facts = patients_service.facts_or_404(session, person_id)
-    policy.enforce(
-        session,
-        actor,
-        facts,
-        policy.AccessAction.WRITE,
-        resource_type=resource_type,
-        resource_id=person_id,
-        audit_action="create",
-    )
-    assert actor.institution_id is not None
-    record = patients_service.local_record(session, person_id, actor.institution_id)
-    if record is None:
-        raise Conflict(
-            "The patient is not registered at your institution yet: register them here first "
-            "(the MPI links the registration to this person).",
-            field="patient_id",
-        )
-    return record.id
 
 
 def _own_encounter(session: Session, actor: Actor, encounter_id: uuid.UUID, what: str) -> Encounter:
@@ -79,7 +55,7 @@ def _own_encounter(session: Session, actor: Actor, encounter_id: uuid.UUID, what
 def create_encounter(
     *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.EncounterCreate
 ) -> Encounter:
-    record_id = _local_record_for_write(session, actor, person_id, "Encounter")
+    record_id = patients_service.local_record_for_write(session, actor, person_id, "Encounter").id
     if (
         data.department_id is not None
         and alliance_service.department_institution(session, data.department_id)
@@ -182,7 +158,9 @@ def add_procedure(
 def add_allergy(
     *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.AllergyCreate
 ) -> Allergy:
-    record_id = _local_record_for_write(session, actor, person_id, "AllergyIntolerance")
+    record_id = patients_service.local_record_for_write(
+        session, actor, person_id, "AllergyIntolerance"
+    ).id
     assert actor.institution_id is not None
     allergy = Allergy(
         **data.model_dump(),
@@ -200,7 +178,9 @@ def add_allergy(
 def add_medication(
     *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.MedicationCreate
 ) -> MedicationStatement:
-    record_id = _local_record_for_write(session, actor, person_id, "MedicationStatement")
+    record_id = patients_service.local_record_for_write(
+        session, actor, person_id, "MedicationStatement"
+    ).id
     assert actor.institution_id is not None
     statement = MedicationStatement(
         **data.model_dump(),
