@@ -38,8 +38,13 @@ TARGET_PER_S = 1500.0
 
 
 def bench_url(options: Options) -> str:
+    """The run's own database: the given bench database's name + ``_fhir`` (so helpers
+    running benchmarks side by side do not drop each other's database)."""
     url = normalise_url(options.database_url)
-    return url.rsplit("/", 1)[0] + "/medalliance_bench_fhir" if url.startswith("postgres") else url
+    if not url.startswith("postgres"):
+        return url
+    base, _, name = url.rpartition("/")
+    return f"{base}/{name.split('?')[0]}_fhir"
 
 
 def setup(url: str) -> tuple[Any, Actor]:

@@ -279,6 +279,19 @@ def active_allergies(session: Session, person_id: uuid.UUID) -> list[Allergy]:
     )
 
 
+def encounter_records(
+    session: Session, encounter_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """encounter id -> the source record it belongs to, for many in one query (another
+    domain checks that an encounter is its patient's)."""
+    if not encounter_ids:
+        return {}
+    rows = session.execute(
+        select(Encounter.id, Encounter.patient_record_id).where(Encounter.id.in_(encounter_ids))
+    )
+    return {r[0]: r[1] for r in rows}
+
+
 def get_encounter(
     session: Session, actor: Actor, encounter_id: uuid.UUID
 ) -> tuple[Encounter, list[Diagnosis], list[ClinicalNote], list[Procedure]]:
