@@ -183,8 +183,10 @@ def test_diagnostic_report_reads_imaging_reports(
     obs = fhir.get(f"/fhir/Observation?patient={pref}", headers=member.h).json()["entry"][0]
     missing = fhir.get(f"/fhir/DiagnosticReport/{obs['resource']['id']}", headers=member.h)
     assert missing.status_code == 404
+    # an imaging report is not created through FHIR (a lab panel is): a clear 422
     r = fhir.post("/fhir/DiagnosticReport", json=res, headers=member.h)
-    assert r.status_code == 405
+    assert r.status_code == 422
+    assert "imaging report" in r.json()["issue"][0]["diagnostics"]
 
 
 def test_medication_request_reads_tcm_prescriptions(

@@ -186,8 +186,8 @@ def write_new(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written:
 
 
 def _written(ctx: FhirContext, mapper: Mapper, written: Written, status: int) -> Outcome:
-    row = ctx.session.get(mapper.model, written.id)
-    body = mapper.to_fhir(ctx, [row])[0] if row is not None else None
+    row = mapper.get_row(ctx, str(written.id))  # the mapper knows its table(s)
+    body = mapper.to_fhir(ctx, [row])[0]
     return Outcome(status, body, ctx.url(mapper.resource_type, written.id))
 
 
