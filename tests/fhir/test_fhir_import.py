@@ -3,8 +3,9 @@
 Observations are stored as results (lab, vital signs, surveys, social history alike:
 their category is kept) and found again by search; lab DiagnosticReports as result
 panels grouping them. MedicationRequest and Device are mapped read-only (their domains
-take no FHIR create), so the import counts them as "read-only here"; ImagingStudy is "not yet modelled"; Claim and the like are "not
-modelled". All asserted exactly below: nothing is dropped silently.
+take no FHIR create), so the import counts them as "read-only here"; ImagingStudy is
+"not yet modelled"; Claim and the like are "not modelled". All asserted exactly below:
+nothing is dropped silently.
 """
 
 from __future__ import annotations
