@@ -307,6 +307,8 @@ def _run_group(
         assert item.resource is not None
         handler.keep_sender_id(ctx, mapper, item.resource, w)
         written[item.index] = w
+    if fresh:
+        ctx.created(rtype)
     bodies: dict[uuid.UUID, dict[str, Any]] = {}
     if not minimal:
         ids = list(dict.fromkeys(w.id for w in written.values()))
@@ -368,7 +370,7 @@ def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> di
     pending = ctx.session.info.setdefault(audit.PENDING_KEY, [])
     mark = len(pending)
     savepoint = ctx.session.begin_nested()
-    known = dict(ctx.source_ids)
+    known, resolved = dict(ctx.source_ids), dict(ctx._resolved)
     try:
         response = _run(ctx, item, minimal)
         savepoint.commit()
@@ -376,6 +378,7 @@ def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> di
     except (DomainError, FhirError) as exc:
         savepoint.rollback()
         ctx.source_ids = known  # what the rolled-back entry created does not exist
+        ctx._resolved = resolved
         kept = [d for d in pending[mark:] if d.survives_rollback]
         del pending[mark:]
         pending.extend(kept)

@@ -165,6 +165,7 @@ def write_new(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written:
     if known is not None:
         return known
     written = mapper.create(ctx, resource)
+    ctx.created(mapper.resource_type)
     keep_sender_id(ctx, mapper, resource, written)
     return written
 

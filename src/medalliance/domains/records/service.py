@@ -4,6 +4,7 @@ on the patient's source record there, after the access policy allowed the write.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -33,18 +34,21 @@ T = TypeVar("T", bound=Base)
 
 
 def _local_record_for_write(
-    session: Session, actor: Actor, person_id: uuid.UUID, resource_type: str
+    session: Session, actor: Actor, person_id: uuid.UUID, resource_type: str, audited: int = 1
 ) -> uuid.UUID:
+    """The actor's record of the person, after ``audited`` allowed decisions (one per
+    entry of a batch) from one read of the facts."""
     facts = patients_service.facts_or_404(session, person_id)
-    policy.enforce(
-        session,
-        actor,
-        facts,
-        policy.AccessAction.WRITE,
-        resource_type=resource_type,
-        resource_id=person_id,
-        audit_action="create",
-    )
+    for _ in range(audited):
+        policy.enforce(
+            session,
+            actor,
+            facts,
+            policy.AccessAction.WRITE,
+            resource_type=resource_type,
+            resource_id=person_id,
+            audit_action="create",
+        )
     assert actor.institution_id is not None
     record = patients_service.local_record(session, person_id, actor.institution_id)
     if record is None:
@@ -79,37 +83,65 @@ def _own_encounter(session: Session, actor: Actor, encounter_id: uuid.UUID, what
 def create_encounter(
     *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.EncounterCreate
 ) -> Encounter:
-    record_id = _local_record_for_write(session, actor, person_id, "Encounter")
-    if (
-        data.department_id is not None
-        and alliance_service.department_institution(session, data.department_id)
-        != actor.institution_id
-    ):
-        raise InvalidInput("The department is not part of your institution.", field="department_id")
-    if (
-        data.practitioner_id is not None
-        and alliance_service.practitioner_institution(session, data.practitioner_id)
-        != actor.institution_id
-    ):
-        raise InvalidInput(
-            "The practitioner does not work at your institution.", field="practitioner_id"
-        )
-    assert actor.institution_id is not None
-    encounter = Encounter(
-        patient_record_id=record_id,
-        institution_id=actor.institution_id,
-        recorded_by=actor.user_id,
-        department_id=data.department_id,
-        practitioner_id=data.practitioner_id or actor.practitioner_id,
-        encounter_class=data.encounter_class,
-        status=data.status,
-        start=data.start,
-        end=data.end,
-        reason=data.reason,
-    )
-    session.add(encounter)
-    session.flush()
+    (encounter,) = create_encounters(session=session, actor=actor, person_id=person_id, data=[data])
     return encounter
+
+
+def create_encounters(
+    *,
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    data: Sequence[schemas.EncounterCreate],
+) -> list[Encounter]:
+    """Several encounters of one patient at the actor's institution, all or none (a FHIR
+    transaction): one read of the policy facts, one audited decision per encounter, one
+    insert. A bad one raises ``InvalidInput`` with ``extra['index']``."""
+    record_id = _local_record_for_write(session, actor, person_id, "Encounter", len(data))
+    departments: dict[uuid.UUID, uuid.UUID | None] = {}
+    practitioners: dict[uuid.UUID, uuid.UUID | None] = {}
+    for index, d in enumerate(data):
+        if d.department_id is not None:
+            if d.department_id not in departments:
+                departments[d.department_id] = alliance_service.department_institution(
+                    session, d.department_id
+                )
+            if departments[d.department_id] != actor.institution_id:
+                raise InvalidInput(
+                    "The department is not part of your institution.",
+                    field="department_id",
+                    index=index,
+                )
+        if d.practitioner_id is not None:
+            if d.practitioner_id not in practitioners:
+                practitioners[d.practitioner_id] = alliance_service.practitioner_institution(
+                    session, d.practitioner_id
+                )
+            if practitioners[d.practitioner_id] != actor.institution_id:
+                raise InvalidInput(
+                    "The practitioner does not work at your institution.",
+                    field="practitioner_id",
+                    index=index,
+                )
+    assert actor.institution_id is not None
+    encounters = [
+        Encounter(
+            patient_record_id=record_id,
+            institution_id=actor.institution_id,
+            recorded_by=actor.user_id,
+            department_id=d.department_id,
+            practitioner_id=d.practitioner_id or actor.practitioner_id,
+            encounter_class=d.encounter_class,
+            status=d.status,
+            start=d.start,
+            end=d.end,
+            reason=d.reason,
+        )
+        for d in data
+    ]
+    session.add_all(encounters)
+    session.flush()
+    return encounters
 
 
 def update_encounter(

@@ -18,7 +18,7 @@ from medalliance.domains.records.models import (
     Procedure,
 )
 from medalliance.domains.records.schemas import GBT15657, ICD10, ICD11_TM1
-from medalliance.fhir import store, systems
+from medalliance.fhir import bulk, store, systems
 from medalliance.fhir.mappers.common import (
     PatientDataMapper,
     aware,
@@ -27,6 +27,7 @@ from medalliance.fhir.mappers.common import (
     concept_text,
     day,
     domain_validation,
+    identifier_pairs,
     identifier_param,
     instant,
     keep_identifiers,
@@ -196,6 +197,44 @@ class EncounterMapper(PatientDataMapper):
         return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
+        return bulk.one(self.create_many, ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        """Encounters grouped by patient: one ``create_encounters`` per patient."""
+        prepared = bulk.each(resources, lambda r: self._encounter_in(ctx, r))
+        made: list[Any] = [None] * len(resources)
+        for person, positions in bulk.by_key([p for p, _ in prepared]).items():
+            with bulk.domain_batch(positions):
+                rows = records_service.create_encounters(
+                    session=ctx.session,
+                    actor=ctx.actor,
+                    person_id=person,
+                    data=[prepared[i][1] for i in positions],
+                )
+            for i, row in zip(positions, rows, strict=True):
+                made[i] = row
+        ctx.hold.extend(made)  # their diagnoses and procedures read them next
+        pairs = [identifier_pairs(r.identifier) for r in resources]
+        with bulk.domain_batch(range(len(resources))):
+            store.add_identifiers_many(
+                ctx.session, "Encounter", [(e.id, p) for e, p in zip(made, pairs, strict=True)]
+            )
+        for encounter, resource in zip(made, resources, strict=True):
+            _keep_codings(ctx, "Encounter", encounter.id, "type", resource.type)
+            klass = resource.class_fhir
+            if klass.code not in FHIR_TO_CLASS:
+                store.add_codings(
+                    ctx.session,
+                    "Encounter",
+                    encounter.id,
+                    "class",
+                    [(klass.system, klass.code, klass.display)],
+                )
+        return [Written("Encounter", e.id) for e in made]
+
+    def _encounter_in(
+        self, ctx: FhirContext, resource: Any
+    ) -> tuple[uuid.UUID, record_schemas.EncounterCreate]:
         klass = resource.class_fhir
         encounter_class = FHIR_TO_CLASS_NEAREST.get(str(klass.code)) if klass is not None else None
         if encounter_class is None:
@@ -234,20 +273,7 @@ class EncounterMapper(PatientDataMapper):
             )
         except ValidationError as exc:
             raise domain_validation("Encounter", exc) from exc
-        encounter = records_service.create_encounter(
-            session=ctx.session, actor=ctx.actor, person_id=person, data=data
-        )
-        keep_identifiers(ctx, "Encounter", encounter.id, resource, set())
-        _keep_codings(ctx, "Encounter", encounter.id, "type", resource.type)
-        if klass.code not in FHIR_TO_CLASS:
-            store.add_codings(
-                ctx.session,
-                "Encounter",
-                encounter.id,
-                "class",
-                [(klass.system, klass.code, klass.display)],
-            )
-        return Written("Encounter", encounter.id)
+        return person, data
 
     def update(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> Written:
         """What an encounter may change: status, end, reason."""
