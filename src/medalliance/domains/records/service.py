@@ -80,6 +80,37 @@ def _own_encounter(session: Session, actor: Actor, encounter_id: uuid.UUID, what
     return encounter
 
 
+def _own_encounters(
+    session: Session, actor: Actor, encounter_ids: Sequence[uuid.UUID], what: str
+) -> dict[uuid.UUID, Encounter]:
+    """``_own_encounter`` for each entry of a batch: the same audited decision per entry,
+    each encounter and each patient's facts read once. A missing encounter raises
+    ``NotFound`` with ``extra['index']``."""
+    found: dict[uuid.UUID, Encounter] = {}
+    facts: dict[uuid.UUID, policy.PatientFacts] = {}
+    for index, encounter_id in enumerate(encounter_ids):
+        encounter = found.get(encounter_id) or session.get(Encounter, encounter_id)
+        if encounter is None:
+            raise NotFound(f"No encounter {encounter_id}.", index=index)
+        found[encounter_id] = encounter
+        record = encounter.patient_record_id
+        if record not in facts:
+            person_id = patients_service.person_of_record(session, record)
+            assert person_id is not None
+            facts[record] = patients_service.facts_or_404(session, person_id)
+        policy.enforce(
+            session,
+            actor,
+            facts[record],
+            policy.AccessAction.WRITE,
+            resource_type=what,
+            resource_id=encounter_id,
+            audit_action="create",
+            owner_institution_id=encounter.institution_id,
+        )
+    return found
+
+
 def create_encounter(
     *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.EncounterCreate
 ) -> Encounter:
@@ -162,18 +193,34 @@ def update_encounter(
 def add_diagnosis(
     *, session: Session, actor: Actor, encounter_id: uuid.UUID, data: schemas.DiagnosisCreate
 ) -> Diagnosis:
-    encounter = _own_encounter(session, actor, encounter_id, "Condition")
-    diagnosis = Diagnosis(
-        **data.model_dump(),
-        encounter_id=encounter.id,
-        patient_record_id=encounter.patient_record_id,
-        institution_id=encounter.institution_id,
-        recorded_by=actor.user_id,
-        recorded_at=utcnow(),
-    )
-    session.add(diagnosis)
-    session.flush()
+    (diagnosis,) = add_diagnoses(session=session, actor=actor, items=[(encounter_id, data)])
     return diagnosis
+
+
+def add_diagnoses(
+    *,
+    session: Session,
+    actor: Actor,
+    items: Sequence[tuple[uuid.UUID, schemas.DiagnosisCreate]],
+) -> list[Diagnosis]:
+    """Diagnoses on encounters, all or none (a FHIR transaction): one read of each
+    patient's policy facts, one audited decision per diagnosis, one insert."""
+    encounters = _own_encounters(session, actor, [e for e, _ in items], "Condition")
+    now = utcnow()
+    diagnoses = [
+        Diagnosis(
+            **data.model_dump(),
+            encounter_id=encounter_id,
+            patient_record_id=encounters[encounter_id].patient_record_id,
+            institution_id=encounters[encounter_id].institution_id,
+            recorded_by=actor.user_id,
+            recorded_at=now,
+        )
+        for encounter_id, data in items
+    ]
+    session.add_all(diagnoses)
+    session.flush()
+    return diagnoses
 
 
 def add_note(
@@ -198,17 +245,31 @@ def add_note(
 def add_procedure(
     *, session: Session, actor: Actor, encounter_id: uuid.UUID, data: schemas.ProcedureCreate
 ) -> Procedure:
-    encounter = _own_encounter(session, actor, encounter_id, "Procedure")
-    procedure = Procedure(
-        **data.model_dump(),
-        encounter_id=encounter.id,
-        patient_record_id=encounter.patient_record_id,
-        institution_id=encounter.institution_id,
-        recorded_by=actor.user_id,
-    )
-    session.add(procedure)
-    session.flush()
+    (procedure,) = add_procedures(session=session, actor=actor, items=[(encounter_id, data)])
     return procedure
+
+
+def add_procedures(
+    *,
+    session: Session,
+    actor: Actor,
+    items: Sequence[tuple[uuid.UUID, schemas.ProcedureCreate]],
+) -> list[Procedure]:
+    """Procedures on encounters, all or none, as ``add_diagnoses``."""
+    encounters = _own_encounters(session, actor, [e for e, _ in items], "Procedure")
+    procedures = [
+        Procedure(
+            **data.model_dump(),
+            encounter_id=encounter_id,
+            patient_record_id=encounters[encounter_id].patient_record_id,
+            institution_id=encounters[encounter_id].institution_id,
+            recorded_by=actor.user_id,
+        )
+        for encounter_id, data in items
+    ]
+    session.add_all(procedures)
+    session.flush()
+    return procedures
 
 
 def add_allergy(

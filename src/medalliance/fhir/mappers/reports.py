@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Select, false, func, literal, not_, or_, s
 
 from medalliance.domains.results import panels as panels_service
 from medalliance.domains.results.models import ResultPanel, ResultStatus
-from medalliance.fhir import store, systems
+from medalliance.fhir import bulk, store, systems
 from medalliance.fhir.mappers.common import (
     PatientDataMapper,
     aware,
@@ -273,29 +273,41 @@ class LabPanelMapper(PatientDataMapper):
             raise domain_validation(RTYPE, exc) from exc
         return person, data
 
-    def keep(self, ctx: FhirContext, panel_id: uuid.UUID, resource: Any) -> None:
-        """The sender's identifiers and codings the domain does not model."""
-        store.add_identifiers(ctx.session, RTYPE, panel_id, identifier_pairs(resource.identifier))
-        store.add_codings(ctx.session, RTYPE, panel_id, "code", codings_in(resource.code))
-        for element, concepts in (
-            ("category", resource.category),
-            ("conclusionCode", resource.conclusionCode),
-        ):
-            store.add_codings(
-                ctx.session,
-                RTYPE,
-                panel_id,
-                element,
-                [c for concept in concepts or [] for c in codings_in(concept)],
-            )
-
     def create(self, ctx: FhirContext, resource: Any) -> Written:
-        person, data = self.panel_in(ctx, resource)
-        (panel,) = panels_service.record_panels(
-            session=ctx.session, actor=ctx.actor, person_id=person, data=[data], source="fhir"
-        )
-        self.keep(ctx, panel.id, resource)
-        return Written(RTYPE, panel.id)
+        return bulk.one(self.create_many, ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        """Panels grouped by patient: one ``record_panels`` per patient."""
+        prepared = bulk.each(resources, lambda r: self.panel_in(ctx, r))
+        ids: list[Any] = [None] * len(resources)
+        for person, positions in bulk.by_key([p for p, _ in prepared]).items():
+            with bulk.domain_batch(positions):
+                panels = panels_service.record_panels(
+                    session=ctx.session,
+                    actor=ctx.actor,
+                    person_id=person,
+                    data=[prepared[i][1] for i in positions],
+                    source="fhir",
+                )
+            for i, panel in zip(positions, panels, strict=True):
+                ids[i] = panel.id
+        pairs = [identifier_pairs(r.identifier) for r in resources]
+        with bulk.domain_batch(range(len(resources))):
+            store.add_identifiers_many(ctx.session, RTYPE, list(zip(ids, pairs, strict=True)))
+        for panel_id, resource in zip(ids, resources, strict=True):
+            store.add_codings(ctx.session, RTYPE, panel_id, "code", codings_in(resource.code))
+            for element, concepts in (
+                ("category", resource.category),
+                ("conclusionCode", resource.conclusionCode),
+            ):
+                store.add_codings(
+                    ctx.session,
+                    RTYPE,
+                    panel_id,
+                    element,
+                    [c for concept in concepts or [] for c in codings_in(concept)],
+                )
+        return [Written(RTYPE, i) for i in ids]
 
 
 class DiagnosticReportMapper(Mapper):
@@ -343,6 +355,9 @@ class DiagnosticReportMapper(Mapper):
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
         return self.panels.create(ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        return self.panels.create_many(ctx, resources)
 
     def scope(self, ctx: FhirContext, query: Select[Any], req: SearchRequest) -> Select[Any]:
         raise NotImplementedError("searched through its parts")  # pragma: no cover
