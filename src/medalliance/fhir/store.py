@@ -38,32 +38,7 @@ def add_identifiers(
     pairs: Iterable[tuple[str, str]],
 ) -> None:
     """Keep identifiers; one identifier names one resource of a type (409 otherwise)."""
-    wanted = list(dict.fromkeys(pairs))
-    if not wanted:
-        return
-    owners = {
-        (row[0], row[1]): row[2]
-        for row in session.execute(
-            select(FhirIdentifier.system, FhirIdentifier.value, FhirIdentifier.resource_id).where(
-                FhirIdentifier.resource_type == resource_type,
-                FhirIdentifier.value.in_([v for _, v in wanted]),
-            )
-        )
-    }
-    for system, value in wanted:
-        owner = owners.get((system, value))
-        if owner == resource_id:
-            continue
-        if owner is not None:
-            raise Conflict(
-                f"Identifier {system}|{value} already names {resource_type}/{owner}.",
-                field="identifier",
-            )
-        session.add(
-            FhirIdentifier(
-                resource_type=resource_type, resource_id=resource_id, system=system, value=value
-            )
-        )
+    add_identifiers_many(session, resource_type, [(resource_id, pairs)])
 
 
 def add_identifiers_many(

@@ -21,7 +21,6 @@ from medalliance.fhir.mappers.common import (
     aware,
     coding,
     codings_in,
-    concept_text,
     domain_validation,
     identifier_pairs,
     instant,
@@ -32,6 +31,7 @@ from medalliance.fhir.mappers.common import (
     status_of,
 )
 from medalliance.fhir.mappers.results import DiagnosticReportMapper as ImagingReportMapper
+from medalliance.fhir.mappers.results import item_of
 from medalliance.fhir.models import FhirCoding
 from medalliance.fhir.outcome import invalid
 from medalliance.fhir.registry import CREATE, READ, SEARCH, Include, Mapper, Written
@@ -224,13 +224,7 @@ class LabPanelMapper(PatientDataMapper):
                 "text as conclusion",
             )
         person = self.subject_of(ctx, resource, "subject")
-        codes = codings_in(resource.code)
-        loinc = next((c for c in codes if c[0] == systems.LOINC and c[1]), None)
-        first = loinc or next((c for c in codes if c[1]), None)
-        if first is None or first[1] is None:
-            raise invalid(
-                "DiagnosticReport.code", "DiagnosticReport.code needs a coding with a code"
-            )
+        code, code_system, name = item_of(resource.code, "DiagnosticReport.code")
         effective = (
             aware(resource.effectiveDateTime)
             or aware(resource.effectivePeriod.start if resource.effectivePeriod else None)
@@ -258,9 +252,9 @@ class LabPanelMapper(PatientDataMapper):
         )
         try:
             data = panels_service.PanelIn(
-                code=first[1][:32],
-                code_system="LN" if loinc else "L",
-                name=(concept_text(resource.code) or "")[:200] or None,
+                code=code,
+                code_system=code_system,
+                name=name,
                 status=status_of(REPORT_STATUS, resource.status, "DiagnosticReport.status"),
                 effective_at=effective,
                 issued_at=aware(resource.issued),

@@ -260,11 +260,7 @@ class ObservationMapper(_ResultMapper):
         self, ctx: FhirContext, resource: Any
     ) -> tuple[uuid.UUID, result_schemas.LabResultIn]:
         person = self.subject_of(ctx, resource, "subject")
-        codes = codings_in(resource.code)
-        loinc = next((c for c in codes if c[0] == systems.LOINC and c[1]), None)
-        first = loinc or next((c for c in codes if c[1]), None)
-        if first is None or first[1] is None:
-            raise invalid("Observation.code", "Observation.code needs a coding with a code")
+        code, code_system, name = item_of(resource.code, "Observation.code")
         effective = aware(resource.effectiveDateTime) or aware(
             resource.effectivePeriod.start if resource.effectivePeriod else None
         )
@@ -279,9 +275,9 @@ class ObservationMapper(_ResultMapper):
         ranges = [r.text for r in resource.referenceRange or [] if r.text]
         try:
             data = result_schemas.LabResultIn(
-                item_code=first[1][:32],
-                item_system="LN" if loinc else "L",
-                item_name=(concept_text(resource.code) or "")[:200] or None,
+                item_code=code,
+                item_system=code_system,
+                item_name=name,
                 status=status_of(OBSERVATION_STATUS, resource.status, "Observation.status"),
                 effective_at=effective,
                 issued_at=aware(resource.issued),
@@ -294,6 +290,17 @@ class ObservationMapper(_ResultMapper):
         except ValidationError as exc:
             raise domain_validation("Observation", exc) from exc
         return person, data
+
+
+def item_of(concept: Any, path: str) -> tuple[str, str, str | None]:
+    """A coded item (an Observation's or a panel's code): (code, "LN" for LOINC or "L"
+    for the sender's local code, name); LOINC is preferred."""
+    codes = codings_in(concept)
+    loinc = next((c for c in codes if c[0] == systems.LOINC and c[1]), None)
+    first = loinc or next((c for c in codes if c[1]), None)
+    if first is None or first[1] is None:
+        raise invalid(path, f"{path} needs a coding with a code")
+    return first[1][:32], "LN" if loinc else "L", (concept_text(concept) or "")[:200] or None
 
 
 def _value_of(resource: Any) -> dict[str, Any]:
