@@ -109,6 +109,15 @@ def test_transaction_stores_a_lab_panel_over_its_results(
         got = fhir.get(f"/fhir/DiagnosticReport?patient={pref}&{query}", headers=member.h)
         assert got.status_code == 200, (query, got.text)
         assert got.json()["total"] == n, query
+    # the patient's timeline shows the panel beside its results
+    entries = fhir.get(f"/api/patients/{patient['id']}/timeline", headers=member.h).json()[
+        "entries"
+    ]
+    panels = [e for e in entries if e["type"] == "result_panel"]
+    assert [(p["id"], p["summary"]) for p in panels] == [
+        (rep_id, f"{CBC['display']}: Within normal limits.")
+    ]
+    assert panels[0]["encounter_id"] == enc_id and panels[0]["status"] == "final"
     # another member without consent or care sees nothing of it
     assert fhir.get(f"/fhir/DiagnosticReport/{rep_id}", headers=member.h_other).status_code == 403
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import Select, select
+from sqlalchemy import Select, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records import service as records_service
+from medalliance.domains.records import timeline
 from medalliance.domains.results import service as results_service
 from medalliance.domains.results.models import (
     Result,
@@ -190,3 +191,40 @@ def get_panel(session: Session, actor: Actor, panel_id: uuid.UUID) -> ResultPane
         owner_institution_id=panel.institution_id,
     )
     return panel
+
+
+# --- the patient timeline -----------------------------------------------------------------
+
+
+def _timeline_entry(row: Sequence[Any]) -> timeline.RawEntry:
+    panel_id, at, institution_id, code, name, status, conclusion, encounter_id = row
+    summary = f"{name or code}: {conclusion}" if conclusion else str(name or code)
+    return timeline.RawEntry(
+        "result_panel",
+        panel_id,
+        at,
+        institution_id,
+        summary[:300],
+        str(status),
+        encounter_id,
+        {"code": code},
+    )
+
+
+timeline.register_paged_source(
+    "result_panel",
+    table=timeline.EntryTable(
+        ResultPanel.id,
+        ResultPanel.effective_at,
+        ResultPanel.institution_id,
+        ResultPanel.patient_record_id,
+    ),
+    columns=[
+        ResultPanel.code.expression,
+        ResultPanel.name.expression,
+        type_coerce(ResultPanel.status, String()),  # printed only: the stored string
+        ResultPanel.conclusion.expression,
+        ResultPanel.encounter_id.expression,
+    ],
+    build=_timeline_entry,
+)
