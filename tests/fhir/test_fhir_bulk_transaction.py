@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from medalliance.audit.models import AuditEvent
 from medalliance.domains.results.models import Result
-from tests.fhir.conftest import patient_resource
+from tests.fhir.conftest import condition_resource, encounter_resource, patient_resource
 from tests.fhir.test_fhir_results import LOINC, observation
 
 
@@ -101,3 +101,45 @@ def test_a_bad_entry_in_a_group_is_named_and_changes_nothing(
     assert r.json()["issue"][0]["diagnostics"].startswith("entry 2:")
     assert session.scalar(select(func.count()).select_from(Result)) == before
     assert session.scalar(select(func.count()).select_from(AuditEvent)) == audits
+
+
+def test_an_update_runs_alone_between_groups(
+    fhir: TestClient, member: Any, session: Session
+) -> None:
+    patient = fhir.post("/fhir/Patient", json=patient_resource(), headers=member.h).json()
+    pref = f"Patient/{patient['id']}"
+    open_visit = encounter_resource(pref, status="in-progress")
+    open_visit["period"] = {"start": "2026-11-01T09:00:00+08:00"}
+    enc = fhir.post("/fhir/Encounter", json=open_visit, headers=member.h).json()
+    closed = {
+        **encounter_resource(pref),
+        "id": enc["id"],
+        "period": {"start": "2026-11-01T09:00:00+08:00", "end": "2026-11-01T10:00:00+08:00"},
+    }
+    new_visit = f"urn:uuid:{uuid.uuid4()}"
+    entries = [
+        _entry(new_visit, encounter_resource(pref)),
+        {
+            "fullUrl": f"Encounter/{enc['id']}",
+            "resource": closed,
+            "request": {"method": "PUT", "url": f"Encounter/{enc['id']}"},
+        },
+        _entry(f"urn:uuid:{uuid.uuid4()}", condition_resource(pref, new_visit)),
+        _entry(f"urn:uuid:{uuid.uuid4()}", condition_resource(pref, f"Encounter/{enc['id']}")),
+    ]
+    r = fhir.post(
+        "/fhir",
+        json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
+        headers=member.h,
+    )
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses == ["201 Created", "200 OK", "201 Created", "201 Created"]
+    updated = fhir.get(f"/fhir/Encounter/{enc['id']}", headers=member.h).json()
+    assert updated["status"] == "finished" and updated["period"]["end"].startswith("2026-11-01")
+    new_id = r.json()["entry"][0]["response"]["location"].rsplit("/", 1)[1]
+    for encounter_id in (new_id, enc["id"]):
+        found = fhir.get(
+            f"/fhir/Condition?patient={pref}&encounter=Encounter/{encounter_id}", headers=member.h
+        ).json()
+        assert found["total"] == 1, encounter_id
