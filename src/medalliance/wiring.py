@@ -25,6 +25,7 @@ MODULES = (
     "medalliance.domains.monitoring.jobs",
     "medalliance.domains.results.models",
     "medalliance.domains.results.providers",
+    "medalliance.domains.results.panels",  # the lab panels' timeline source
     "medalliance.fhir.models",
 )
 

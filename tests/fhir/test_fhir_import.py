@@ -1,10 +1,11 @@
 """`medalliance fhir import`: Synthea bundles and bulk NDJSON through the FHIR handler.
 
 Observations are stored as results (lab, vital signs, surveys, social history alike:
-their category is kept) and found again by search. DiagnosticReport, MedicationRequest
-and Device are mapped read-only (their domains take no FHIR create), so the import counts
-them as "read-only here"; ImagingStudy is "not yet modelled"; Claim and the like are "not
-modelled". All asserted exactly below: nothing is dropped silently.
+their category is kept) and found again by search; lab DiagnosticReports as result
+panels grouping them. MedicationRequest and Device are mapped read-only (their domains
+take no FHIR create), so the import counts them as "read-only here"; ImagingStudy is
+"not yet modelled"; Claim and the like are "not modelled". All asserted exactly below:
+nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -135,9 +136,9 @@ def test_synthea_bundles_import_with_nothing_lost(
     summary = imp.run(_stage(tmp_path, chosen))
     expected = _input_counts(chosen)
     _check_summary(summary, expected)
-    # Every Observation is stored; lab panels (DiagnosticReport) are counted as read-only.
+    # Every Observation is stored, and every lab panel (DiagnosticReport) grouping them.
     assert summary.created["Observation"] == expected["Observation"] > 0
-    assert summary.read_only["DiagnosticReport"] == expected["DiagnosticReport"] > 0
+    assert summary.created["DiagnosticReport"] == expected["DiagnosticReport"] > 0
     assert summary.read_only["MedicationRequest"] == expected["MedicationRequest"] > 0
     _categories_findable(session, actor, chosen)
     assert summary.not_modelled["Claim"] == expected["Claim"] > 0
@@ -247,7 +248,7 @@ def test_bulk_ndjson_imports(
         assert summary.created[rtype] == expected[rtype], rtype
     assert summary.read_only["MedicationRequest"] == expected["MedicationRequest"] > 0
     assert summary.read_only["Device"] == expected["Device"] > 0
-    assert summary.read_only["DiagnosticReport"] == expected["DiagnosticReport"]
+    assert summary.created["DiagnosticReport"] == expected["DiagnosticReport"]
     assert summary.not_modelled["Immunization"] == expected["Immunization"]
     # every reference of this set resolves (the files the source left out are not named)
     assert summary.dangling == Counter()

@@ -183,8 +183,10 @@ def test_diagnostic_report_reads_imaging_reports(
     obs = fhir.get(f"/fhir/Observation?patient={pref}", headers=member.h).json()["entry"][0]
     missing = fhir.get(f"/fhir/DiagnosticReport/{obs['resource']['id']}", headers=member.h)
     assert missing.status_code == 404
+    # an imaging report is not created through FHIR (a lab panel is): a clear 422
     r = fhir.post("/fhir/DiagnosticReport", json=res, headers=member.h)
-    assert r.status_code == 405
+    assert r.status_code == 422
+    assert "imaging report" in r.json()["issue"][0]["diagnostics"]
 
 
 def test_medication_request_reads_tcm_prescriptions(
@@ -257,12 +259,13 @@ def test_device_read_and_search(fhir: TestClient, member: Any, session: Session)
 
 def test_metadata_lists_the_new_types(fhir: TestClient) -> None:
     types = {r["type"]: r for r in fhir.get("/fhir/metadata").json()["rest"][0]["resource"]}
-    assert {i["code"] for i in types["Observation"]["interaction"]} == {
-        "read",
-        "search-type",
-        "create",
-    }
-    for rtype in ("DiagnosticReport", "MedicationRequest", "Device"):
+    for rtype in ("Observation", "DiagnosticReport"):  # a lab panel is created
+        assert {i["code"] for i in types[rtype]["interaction"]} == {
+            "read",
+            "search-type",
+            "create",
+        }
+    for rtype in ("MedicationRequest", "Device"):
         assert {i["code"] for i in types[rtype]["interaction"]} == {"read", "search-type"}
     params = {p["name"] for p in types["Observation"]["searchParam"]}
     assert {"patient", "subject", "code", "date", "status", "category"} <= params

@@ -9,7 +9,7 @@ each entry with its own status.
 
 from __future__ import annotations
 
-import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,10 +18,11 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from medalliance.audit import service as audit
-from medalliance.fhir import handler, parsing, systems
+from medalliance.fhir import bulk, handler, parsing, systems
 from medalliance.fhir.context import FhirContext
 from medalliance.fhir.models import FhirIdentifier
 from medalliance.fhir.outcome import FhirError, from_domain, outcome
+from medalliance.fhir.registry import Written
 from medalliance.kernel.errors import DomainError
 
 REF_KEY = '"reference":'
@@ -36,7 +37,8 @@ class Prepared:
     raw: dict[str, Any]
     resource: BaseModel | None = None
     if_none_exist: str | None = None
-    depends_on: set[str] = field(default_factory=set)
+    refs: set[str] = field(default_factory=set)  # every reference the resource makes
+    depends_on: set[int] = field(default_factory=set)  # entries (indices) it refers to
 
 
 @dataclass(slots=True)
@@ -69,7 +71,12 @@ def process(
     if ctx.keep_source_ids:
         _prefetch_source_ids(ctx, prepared)
     if kind == "transaction":
-        for item in _ordered(prepared):
+        _link(prepared)
+        for step in _plan(ctx, prepared):
+            if len(step) > 1:
+                _run_group(ctx, step, minimal, responses)
+                continue
+            item = step[0]
             try:
                 responses[item.index] = _run(ctx, item, minimal)
             except DomainError as exc:
@@ -152,9 +159,7 @@ def _prepare(
                     raise
                 responses[i] = _error_entry(exc)
                 continue
-            text = json.dumps(raw)
-            if "urn:uuid:" in text:
-                item.depends_on = _urn_refs(raw)
+            item.refs = _refs(raw)
         elif method not in ("GET",):
             error = FhirError(
                 405,
@@ -192,44 +197,135 @@ def _prefetch_source_ids(ctx: FhirContext, prepared: list[Prepared]) -> None:
         ctx.source_ids[key] = found.get(key)
 
 
-def _urn_refs(obj: Any) -> set[str]:
+def _refs(obj: Any) -> set[str]:
     found: set[str] = set()
     stack = [obj]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             ref = node.get("reference")
-            if isinstance(ref, str) and ref.startswith("urn:uuid:"):
+            if isinstance(ref, str):
                 found.add(ref)
-            stack.extend(node.values())
+            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
     return found
 
 
-def _ordered(items: list[Prepared]) -> list[Prepared]:
-    """Writes before reads; a write after the writes it refers to (cycles keep order)."""
-    writes = [i for i in items if i.method in ("POST", "PUT")]
-    by_url = {i.full_url: i for i in writes if i.full_url}
-    done: set[int] = set()
-    order: list[Prepared] = []
-    visiting: set[int] = set()
+def _link(items: list[Prepared]) -> None:
+    """What each write refers to inside the Bundle: a ``urn:uuid:`` fullUrl, the
+    sender's ``Type/id``, or a conditional ``Type?identifier=system|value``."""
+    names: dict[str, int] = {}
+    for item in items:
+        if item.method not in ("POST", "PUT"):
+            continue
+        rtype, rid = item.raw.get("resourceType"), item.raw.get("id")
+        if item.full_url:
+            names[item.full_url] = item.index
+        if rtype and rid:
+            names[f"{rtype}/{rid}"] = item.index
+        for ident in item.raw.get("identifier") or []:
+            if isinstance(ident, dict) and rtype:
+                names[f"{rtype}?identifier={ident.get('system')}|{ident.get('value')}"] = item.index
+    for item in items:
+        item.depends_on = {
+            names[ref] for ref in item.refs if ref in names and names[ref] != item.index
+        }
 
-    def visit(item: Prepared) -> None:
-        if item.index in done or item.index in visiting:
-            return
-        visiting.add(item.index)
-        for ref in sorted(item.depends_on):
-            dep = by_url.get(ref)
-            if dep is not None:
-                visit(dep)
-        visiting.discard(item.index)
-        done.add(item.index)
-        order.append(item)
+
+def _plan(ctx: FhirContext, items: list[Prepared]) -> list[list[Prepared]]:
+    """The order of a transaction: a write after the writes it refers to (cycles keep
+    order), reads last. Writes are taken in waves (what depends on nothing in the
+    Bundle, then what depends on those …); inside a wave, plain creates of one type are
+    one group for the mapper's ``create_many``. A conditional create or an update runs
+    alone, after the groups before it: it sees everything written before it, as one by
+    one."""
+    writes = [i for i in items if i.method in ("POST", "PUT")]
+    by_index = {i.index: i for i in writes}
+    depth: dict[int, int] = {}
+
+    def level(item: Prepared, visiting: set[int]) -> int:
+        if item.index not in depth:
+            visiting.add(item.index)
+            deps = [by_index[d] for d in item.depends_on if d in by_index and d not in visiting]
+            depth[item.index] = max((level(d, visiting) + 1 for d in deps), default=0)
+            visiting.discard(item.index)
+        return depth[item.index]
 
     for item in writes:
-        visit(item)
-    return order + [i for i in items if i.method == "GET"]
+        level(item, set())
+    steps: list[list[Prepared]] = []
+    run: dict[str, list[Prepared]] = {}
+
+    def close_run() -> None:
+        for group in run.values():
+            steps.append(group)
+        run.clear()
+
+    current = 0
+    for item in sorted(writes, key=lambda i: (depth[i.index], i.index)):
+        if depth[item.index] != current:
+            close_run()
+            current = depth[item.index]
+        rtype = _rtype(item)
+        many = rtype in ctx.registry and hasattr(ctx.registry[rtype], "create_many")
+        if item.method == "POST" and not item.if_none_exist and many:
+            run.setdefault(rtype, []).append(item)
+        else:
+            close_run()
+            steps.append([item])
+    close_run()
+    return steps + [[i] for i in items if i.method == "GET"]
+
+
+def _run_group(
+    ctx: FhirContext,
+    items: list[Prepared],
+    minimal: bool,
+    responses: list[dict[str, Any] | None],
+) -> None:
+    """Plain creates of one type through the mapper's ``create_many``."""
+    rtype = _rtype(items[0])
+    mapper = ctx.registry.get(rtype)
+    handler.need_create(mapper)
+    fresh: list[Prepared] = []
+    written: dict[int, Written] = {}
+    for item in items:
+        assert item.resource is not None
+        known = handler.already_imported(ctx, mapper, item.resource)
+        if known is None:
+            fresh.append(item)
+        else:
+            written[item.index] = known
+    try:
+        made = mapper.create_many(ctx, [i.resource for i in fresh])  # type: ignore[attr-defined]
+    except bulk.EntryFailed as failed:
+        item, exc = fresh[failed.position], failed.error
+        error = from_domain(exc, rtype) if isinstance(exc, DomainError) else exc
+        raise _at(error, item) from exc
+    for item, w in zip(fresh, made, strict=True):
+        assert item.resource is not None
+        handler.keep_sender_id(ctx, mapper, item.resource, w)
+        written[item.index] = w
+    if fresh:
+        ctx.created(rtype)
+    bodies: dict[uuid.UUID, dict[str, Any]] = {}
+    if not minimal:
+        ids = list(dict.fromkeys(w.id for w in written.values()))
+        bodies = dict(zip(ids, handler.created_bodies(ctx, mapper, ids), strict=True))
+    for item in items:
+        w = written[item.index]
+        location = ctx.url(rtype, w.id)
+        if item.full_url:
+            ctx.refs[item.full_url] = (rtype, w.id)
+        answer: dict[str, Any] = {"fullUrl": location}
+        if w.id in bodies:
+            answer["resource"] = bodies[w.id]
+        answer["response"] = {
+            "status": "201 Created" if w.created else "200 OK",
+            "location": location,
+        }
+        responses[item.index] = answer
 
 
 def _run(ctx: FhirContext, item: Prepared, minimal: bool = False) -> dict[str, Any]:
@@ -265,8 +361,6 @@ def _run(ctx: FhirContext, item: Prepared, minimal: bool = False) -> dict[str, A
 
 
 def _uuid(value: str) -> Any:
-    import uuid
-
     return uuid.UUID(value)
 
 
@@ -276,7 +370,7 @@ def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> di
     pending = ctx.session.info.setdefault(audit.PENDING_KEY, [])
     mark = len(pending)
     savepoint = ctx.session.begin_nested()
-    known = dict(ctx.source_ids)
+    known, resolved = dict(ctx.source_ids), dict(ctx._resolved)
     try:
         response = _run(ctx, item, minimal)
         savepoint.commit()
@@ -284,6 +378,7 @@ def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> di
     except (DomainError, FhirError) as exc:
         savepoint.rollback()
         ctx.source_ids = known  # what the rolled-back entry created does not exist
+        ctx._resolved = resolved
         kept = [d for d in pending[mark:] if d.survives_rollback]
         del pending[mark:]
         pending.extend(kept)

@@ -33,6 +33,19 @@ class FhirContext:
     source_ids: dict[tuple[str, str], uuid.UUID | None] = field(default_factory=dict)
     # imports: optional references that resolve to nothing here are left out and reported
     left_out: list[str] = field(default_factory=list)
+    # rows written in this transaction that later entries read (an encounter for its
+    # diagnoses): the session's identity map holds them only weakly
+    hold: list[Any] = field(default_factory=list)
+    # references resolved in this transaction (a Bundle names the same practitioner in
+    # every encounter); conditional ones are forgotten when their type gets a create
+    _resolved: dict[str, tuple[str, uuid.UUID]] = field(default_factory=dict)
+
+    def created(self, resource_type: str) -> None:
+        """A resource of this type was created: a conditional reference to the type may
+        now match another one."""
+        stale = [k for k in self._resolved if k.startswith(resource_type + "?")]
+        for key in stale:
+            del self._resolved[key]
 
     def url(self, resource_type: str, rid: uuid.UUID | str) -> str:
         return f"{self.base_url}/{resource_type}/{rid}"
@@ -63,8 +76,14 @@ class FhirContext:
     def _lookup(self, reference: str) -> tuple[str, uuid.UUID] | None:
         if reference.startswith("urn:uuid:"):
             return self.refs.get(reference)
-        if "?" in reference:
-            return self._conditional(reference)
+        found = self._resolved.get(reference)
+        if found is None:
+            found = self._conditional(reference) if "?" in reference else self._direct(reference)
+            if found is not None:
+                self._resolved[reference] = found
+        return found
+
+    def _direct(self, reference: str) -> tuple[str, uuid.UUID] | None:
         match = REFERENCE.match(reference)
         if match is None:
             return None

@@ -161,33 +161,55 @@ def create(
 
 def write_new(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written:
     """Create, keeping (and, on imports, honouring) the sender's own id."""
-    sender_id = getattr(resource, "id", None)
-    key = (mapper.resource_type, str(sender_id))
-    if ctx.keep_source_ids and sender_id:
-        known = (
-            ctx.source_ids[key]
-            if key in ctx.source_ids
-            else store.find(ctx.session, mapper.resource_type, systems.SOURCE_ID, sender_id)
-        )
-        if known is not None:
-            return Written(mapper.resource_type, known, created=False)
+    known = already_imported(ctx, mapper, resource)
+    if known is not None:
+        return known
     written = mapper.create(ctx, resource)
+    ctx.created(mapper.resource_type)
+    keep_sender_id(ctx, mapper, resource, written)
+    return written
+
+
+def already_imported(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> Written | None:
+    """On imports: the resource this sender id was stored as, if any."""
+    sender_id = getattr(resource, "id", None)
+    if not (ctx.keep_source_ids and sender_id):
+        return None
+    key = (mapper.resource_type, str(sender_id))
+    known = (
+        ctx.source_ids[key]
+        if key in ctx.source_ids
+        else store.find(ctx.session, mapper.resource_type, systems.SOURCE_ID, sender_id)
+    )
+    return None if known is None else Written(mapper.resource_type, known, created=False)
+
+
+def keep_sender_id(ctx: FhirContext, mapper: Mapper, resource: BaseModel, written: Written) -> None:
+    sender_id = getattr(resource, "id", None)
     if ctx.keep_source_ids and sender_id:
         ctx.session.add(
-            FhirIdentifier(  # a new resource: the sender's id was checked just above
+            FhirIdentifier(  # a new resource: the sender's id was checked before
                 resource_type=mapper.resource_type,
                 resource_id=written.id,
                 system=systems.SOURCE_ID,
                 value=str(sender_id),
             )
         )
-        ctx.source_ids[key] = written.id
-    return written
+        ctx.source_ids[(mapper.resource_type, str(sender_id))] = written.id
+
+
+def need_create(mapper: Mapper) -> None:
+    _need(mapper, CREATE)
+
+
+def created_bodies(ctx: FhirContext, mapper: Mapper, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """The stored form of resources just written, shaped in one call."""
+    return mapper.to_fhir(ctx, [mapper.get_row(ctx, str(i)) for i in ids])
 
 
 def _written(ctx: FhirContext, mapper: Mapper, written: Written, status: int) -> Outcome:
-    row = ctx.session.get(mapper.model, written.id)
-    body = mapper.to_fhir(ctx, [row])[0] if row is not None else None
+    row = mapper.get_row(ctx, str(written.id))  # the mapper knows its table(s)
+    body = mapper.to_fhir(ctx, [row])[0]
     return Outcome(status, body, ctx.url(mapper.resource_type, written.id))
 
 

@@ -19,7 +19,8 @@ from medalliance.fhir.mappers.records import (
     MedicationStatementMapper,
     ProcedureMapper,
 )
-from medalliance.fhir.mappers.results import DiagnosticReportMapper, ObservationMapper
+from medalliance.fhir.mappers.reports import DiagnosticReportMapper
+from medalliance.fhir.mappers.results import ObservationMapper
 from medalliance.fhir.registry import Registry
 
 # Modelled by capabilities that are being built: counted as "not yet modelled" by the

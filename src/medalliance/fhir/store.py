@@ -38,32 +38,52 @@ def add_identifiers(
     pairs: Iterable[tuple[str, str]],
 ) -> None:
     """Keep identifiers; one identifier names one resource of a type (409 otherwise)."""
-    wanted = list(dict.fromkeys(pairs))
-    if not wanted:
+    add_identifiers_many(session, resource_type, [(resource_id, pairs)])
+
+
+def add_identifiers_many(
+    session: Session,
+    resource_type: str,
+    items: Sequence[tuple[uuid.UUID, Iterable[tuple[str, str]]]],
+) -> None:
+    """``add_identifiers`` for many new resources of a type: one query for the owners
+    of every value; a clash (with a stored resource or an earlier one of the batch)
+    raises ``Conflict`` with ``extra['index']`` naming the item."""
+    wanted = [list(dict.fromkeys(pairs)) for _, pairs in items]
+    values = sorted({v for pairs in wanted for _, v in pairs})
+    if not values:
         return
     owners = {
         (row[0], row[1]): row[2]
         for row in session.execute(
             select(FhirIdentifier.system, FhirIdentifier.value, FhirIdentifier.resource_id).where(
                 FhirIdentifier.resource_type == resource_type,
-                FhirIdentifier.value.in_([v for _, v in wanted]),
+                FhirIdentifier.value.in_(values),
             )
         )
     }
-    for system, value in wanted:
-        owner = owners.get((system, value))
-        if owner == resource_id:
-            continue
-        if owner is not None:
-            raise Conflict(
-                f"Identifier {system}|{value} already names {resource_type}/{owner}.",
-                field="identifier",
+    rows = []
+    for index, ((resource_id, _), pairs) in enumerate(zip(items, wanted, strict=True)):
+        for system, value in pairs:
+            owner = owners.get((system, value))
+            if owner == resource_id:
+                continue
+            if owner is not None:
+                raise Conflict(
+                    f"Identifier {system}|{value} already names {resource_type}/{owner}.",
+                    field="identifier",
+                    index=index,
+                )
+            owners[(system, value)] = resource_id
+            rows.append(
+                FhirIdentifier(
+                    resource_type=resource_type,
+                    resource_id=resource_id,
+                    system=system,
+                    value=value,
+                )
             )
-        session.add(
-            FhirIdentifier(
-                resource_type=resource_type, resource_id=resource_id, system=system, value=value
-            )
-        )
+    session.add_all(rows)
 
 
 def identifiers_of(

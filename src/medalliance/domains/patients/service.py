@@ -563,20 +563,29 @@ def local_record(
 
 
 def local_record_for_write(
-    session: Session, actor: Actor, person_id: uuid.UUID, resource_type: str
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    resource_type: str,
+    *,
+    audited: int = 1,
 ) -> PatientRecord:
     """The actor's institution's record of the person, to write a ``resource_type``
     on, once the policy allowed the write (and audited a refusal). Clinical writes land
-    on the writer's own record; a person not registered there yet is a conflict."""
-    policy.enforce(
-        session,
-        actor,
-        _facts_or_404(session, person_id),
-        policy.AccessAction.WRITE,
-        resource_type=resource_type,
-        resource_id=person_id,
-        audit_action="create",
-    )
+    on the writer's own record; a person not registered there yet is a conflict.
+    ``audited`` decisions are recorded (one per entry of a batch) from one read of the
+    facts."""
+    facts = _facts_or_404(session, person_id)
+    for _ in range(audited):
+        policy.enforce(
+            session,
+            actor,
+            facts,
+            policy.AccessAction.WRITE,
+            resource_type=resource_type,
+            resource_id=person_id,
+            audit_action="create",
+        )
     assert actor.institution_id is not None  # the policy refuses writes without one
     record = local_record(session, person_id, actor.institution_id)
     if record is None:

@@ -4,6 +4,7 @@ on the patient's source record there, after the access policy allowed the write.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -52,40 +53,101 @@ def _own_encounter(session: Session, actor: Actor, encounter_id: uuid.UUID, what
     return encounter
 
 
+def _own_encounters(
+    session: Session, actor: Actor, encounter_ids: Sequence[uuid.UUID], what: str
+) -> dict[uuid.UUID, Encounter]:
+    """``_own_encounter`` for each entry of a batch: the same audited decision per entry,
+    each encounter and each patient's facts read once. A missing encounter raises
+    ``NotFound`` with ``extra['index']``."""
+    found: dict[uuid.UUID, Encounter] = {}
+    facts: dict[uuid.UUID, policy.PatientFacts] = {}
+    for index, encounter_id in enumerate(encounter_ids):
+        encounter = found.get(encounter_id) or session.get(Encounter, encounter_id)
+        if encounter is None:
+            raise NotFound(f"No encounter {encounter_id}.", index=index)
+        found[encounter_id] = encounter
+        record = encounter.patient_record_id
+        if record not in facts:
+            person_id = patients_service.person_of_record(session, record)
+            assert person_id is not None
+            facts[record] = patients_service.facts_or_404(session, person_id)
+        policy.enforce(
+            session,
+            actor,
+            facts[record],
+            policy.AccessAction.WRITE,
+            resource_type=what,
+            resource_id=encounter_id,
+            audit_action="create",
+            owner_institution_id=encounter.institution_id,
+        )
+    return found
+
+
 def create_encounter(
     *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.EncounterCreate
 ) -> Encounter:
-    record_id = patients_service.local_record_for_write(session, actor, person_id, "Encounter").id
-    if (
-        data.department_id is not None
-        and alliance_service.department_institution(session, data.department_id)
-        != actor.institution_id
-    ):
-        raise InvalidInput("The department is not part of your institution.", field="department_id")
-    if (
-        data.practitioner_id is not None
-        and alliance_service.practitioner_institution(session, data.practitioner_id)
-        != actor.institution_id
-    ):
-        raise InvalidInput(
-            "The practitioner does not work at your institution.", field="practitioner_id"
-        )
-    assert actor.institution_id is not None
-    encounter = Encounter(
-        patient_record_id=record_id,
-        institution_id=actor.institution_id,
-        recorded_by=actor.user_id,
-        department_id=data.department_id,
-        practitioner_id=data.practitioner_id or actor.practitioner_id,
-        encounter_class=data.encounter_class,
-        status=data.status,
-        start=data.start,
-        end=data.end,
-        reason=data.reason,
-    )
-    session.add(encounter)
-    session.flush()
+    (encounter,) = create_encounters(session=session, actor=actor, person_id=person_id, data=[data])
     return encounter
+
+
+def create_encounters(
+    *,
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    data: Sequence[schemas.EncounterCreate],
+) -> list[Encounter]:
+    """Several encounters of one patient at the actor's institution, all or none (a FHIR
+    transaction): one read of the policy facts, one audited decision per encounter, one
+    insert. A bad one raises ``InvalidInput`` with ``extra['index']``."""
+    record_id = patients_service.local_record_for_write(
+        session, actor, person_id, "Encounter", audited=len(data)
+    ).id
+    departments: dict[uuid.UUID, uuid.UUID | None] = {}
+    practitioners: dict[uuid.UUID, uuid.UUID | None] = {}
+    for index, d in enumerate(data):
+        if d.department_id is not None:
+            if d.department_id not in departments:
+                departments[d.department_id] = alliance_service.department_institution(
+                    session, d.department_id
+                )
+            if departments[d.department_id] != actor.institution_id:
+                raise InvalidInput(
+                    "The department is not part of your institution.",
+                    field="department_id",
+                    index=index,
+                )
+        if d.practitioner_id is not None:
+            if d.practitioner_id not in practitioners:
+                practitioners[d.practitioner_id] = alliance_service.practitioner_institution(
+                    session, d.practitioner_id
+                )
+            if practitioners[d.practitioner_id] != actor.institution_id:
+                raise InvalidInput(
+                    "The practitioner does not work at your institution.",
+                    field="practitioner_id",
+                    index=index,
+                )
+    assert actor.institution_id is not None
+    encounters = [
+        Encounter(
+            patient_record_id=record_id,
+            institution_id=actor.institution_id,
+            recorded_by=actor.user_id,
+            department_id=d.department_id,
+            practitioner_id=d.practitioner_id or actor.practitioner_id,
+            encounter_class=d.encounter_class,
+            status=d.status,
+            start=d.start,
+            end=d.end,
+            reason=d.reason,
+        )
+        for d in data
+    ]
+    session.add_all(encounters)
+    session.flush()
+    return encounters
 
 
 def update_encounter(
@@ -106,18 +168,34 @@ def update_encounter(
 def add_diagnosis(
     *, session: Session, actor: Actor, encounter_id: uuid.UUID, data: schemas.DiagnosisCreate
 ) -> Diagnosis:
-    encounter = _own_encounter(session, actor, encounter_id, "Condition")
-    diagnosis = Diagnosis(
-        **data.model_dump(),
-        encounter_id=encounter.id,
-        patient_record_id=encounter.patient_record_id,
-        institution_id=encounter.institution_id,
-        recorded_by=actor.user_id,
-        recorded_at=utcnow(),
-    )
-    session.add(diagnosis)
-    session.flush()
+    (diagnosis,) = add_diagnoses(session=session, actor=actor, items=[(encounter_id, data)])
     return diagnosis
+
+
+def add_diagnoses(
+    *,
+    session: Session,
+    actor: Actor,
+    items: Sequence[tuple[uuid.UUID, schemas.DiagnosisCreate]],
+) -> list[Diagnosis]:
+    """Diagnoses on encounters, all or none (a FHIR transaction): one read of each
+    patient's policy facts, one audited decision per diagnosis, one insert."""
+    encounters = _own_encounters(session, actor, [e for e, _ in items], "Condition")
+    now = utcnow()
+    diagnoses = [
+        Diagnosis(
+            **data.model_dump(),
+            encounter_id=encounter_id,
+            patient_record_id=encounters[encounter_id].patient_record_id,
+            institution_id=encounters[encounter_id].institution_id,
+            recorded_by=actor.user_id,
+            recorded_at=now,
+        )
+        for encounter_id, data in items
+    ]
+    session.add_all(diagnoses)
+    session.flush()
+    return diagnoses
 
 
 def add_note(
@@ -142,17 +220,31 @@ def add_note(
 def add_procedure(
     *, session: Session, actor: Actor, encounter_id: uuid.UUID, data: schemas.ProcedureCreate
 ) -> Procedure:
-    encounter = _own_encounter(session, actor, encounter_id, "Procedure")
-    procedure = Procedure(
-        **data.model_dump(),
-        encounter_id=encounter.id,
-        patient_record_id=encounter.patient_record_id,
-        institution_id=encounter.institution_id,
-        recorded_by=actor.user_id,
-    )
-    session.add(procedure)
-    session.flush()
+    (procedure,) = add_procedures(session=session, actor=actor, items=[(encounter_id, data)])
     return procedure
+
+
+def add_procedures(
+    *,
+    session: Session,
+    actor: Actor,
+    items: Sequence[tuple[uuid.UUID, schemas.ProcedureCreate]],
+) -> list[Procedure]:
+    """Procedures on encounters, all or none, as ``add_diagnoses``."""
+    encounters = _own_encounters(session, actor, [e for e, _ in items], "Procedure")
+    procedures = [
+        Procedure(
+            **data.model_dump(),
+            encounter_id=encounter_id,
+            patient_record_id=encounters[encounter_id].patient_record_id,
+            institution_id=encounters[encounter_id].institution_id,
+            recorded_by=actor.user_id,
+        )
+        for encounter_id, data in items
+    ]
+    session.add_all(procedures)
+    session.flush()
+    return procedures
 
 
 def add_allergy(
@@ -257,6 +349,19 @@ def active_allergies(session: Session, person_id: uuid.UUID) -> list[Allergy]:
             )
         )
     )
+
+
+def encounter_records(
+    session: Session, encounter_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """encounter id -> the source record it belongs to, for many in one query (another
+    domain checks that an encounter is its patient's)."""
+    if not encounter_ids:
+        return {}
+    rows = session.execute(
+        select(Encounter.id, Encounter.patient_record_id).where(Encounter.id.in_(encounter_ids))
+    )
+    return {r[0]: r[1] for r in rows}
 
 
 def get_encounter(

@@ -172,3 +172,41 @@ class RecognitionDecision(IdMixin, Base):
     free_text: Mapped[str | None] = mapped_column(Text)
     price: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))  # the item's price then
     decided_at: Mapped[datetime]
+
+
+class ResultPanel(IdMixin, TimestampMixin, Base):
+    """A lab panel report (a FHIR DiagnosticReport of a laboratory): the panel's code
+    (a LOINC panel such as 58410-2, CBC), its status and times, and the lab results it
+    groups (``ResultPanelMember``). Written at the performing member on the patient's
+    source record there, like the results it groups (``results/panels.py``)."""
+
+    __tablename__ = "result_panels"
+    __table_args__ = (
+        Index("ix_result_panels_record_effective", "patient_record_id", "effective_at"),
+    )
+
+    patient_record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient_records.id"))
+    institution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("institutions.id"), index=True)
+    encounter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("encounters.id"))
+    practitioner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("practitioners.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    code_system: Mapped[str] = mapped_column(String(16))  # "LN" (LOINC) or "L" (local)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[ResultStatus] = mapped_column(str_enum(ResultStatus, "result_status"))
+    effective_at: Mapped[datetime]  # specimen collection
+    issued_at: Mapped[datetime | None]
+    conclusion: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # fhir | api | demo
+    recorded_by: Mapped[uuid.UUID | None]
+
+
+class ResultPanelMember(Base):
+    """One lab result of a panel, in the report's order."""
+
+    __tablename__ = "result_panel_members"
+
+    panel_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("result_panels.id"), primary_key=True)
+    result_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("results.id"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)

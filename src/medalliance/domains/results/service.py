@@ -26,18 +26,26 @@ RESOURCE = "Result"
 
 
 def _record_for_write(
-    session: Session, actor: Actor, person_id: uuid.UUID, record_id: uuid.UUID | None
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    record_id: uuid.UUID | None,
+    resource_type: str = RESOURCE,
+    audited: int = 1,
 ) -> uuid.UUID:
+    """The record a write goes to, after the policy allowed it: ``audited`` decisions
+    (one per row when a batch is audited entry by entry), from one read of the facts."""
     facts = patients_service.facts_or_404(session, person_id)
-    policy.enforce(
-        session,
-        actor,
-        facts,
-        policy.AccessAction.WRITE,
-        resource_type=RESOURCE,
-        resource_id=person_id,
-        audit_action="create",
-    )
+    for _ in range(audited):
+        policy.enforce(
+            session,
+            actor,
+            facts,
+            policy.AccessAction.WRITE,
+            resource_type=resource_type,
+            resource_id=person_id,
+            audit_action="create",
+        )
     assert actor.institution_id is not None
     if record_id is not None:
         if patients_service.person_of_record(session, record_id) != person_id:
@@ -92,6 +100,7 @@ def _write(
     rows: Sequence[dict[str, Any]],
     source: str,
     message_id: uuid.UUID | None,
+    audit_each: bool = False,
 ) -> list[Result]:
     """Check every row first (kind, UCUM unit family), then write them all."""
     codes = {row["item_code"] for row in rows}
@@ -112,7 +121,9 @@ def _write(
                 raise InvalidInput(str(exc), field="unit", index=index) from exc
         if row.get("item_name") is None and latest is not None:
             row["item_name"] = latest.name_en
-    record = _record_for_write(session, actor, person_id, record_id)
+    record = _record_for_write(
+        session, actor, person_id, record_id, audited=len(rows) if audit_each else 1
+    )
     assert actor.institution_id is not None
     periods = catalogue.eqa_periods(session, [actor.institution_id], codes)
     results = []
@@ -148,12 +159,16 @@ def record_lab_results(
     record_id: uuid.UUID | None = None,
     source: str = "api",
     message_id: uuid.UUID | None = None,
+    audit_each: bool = False,
 ) -> list[Result]:
     """Record several lab results of one patient from the actor's institution, all or
     none (an HL7 message, a FHIR transaction). A bad one raises ``InvalidInput`` with
-    ``extra['index']`` naming it."""
+    ``extra['index']`` naming it. ``audit_each``: one audited write per result (a FHIR
+    batch of single-resource entries) instead of one for the message."""
     rows = [d.model_dump() for d in data]
-    return _write(session, actor, person_id, record_id, ResultKind.LAB, rows, source, message_id)
+    return _write(
+        session, actor, person_id, record_id, ResultKind.LAB, rows, source, message_id, audit_each
+    )
 
 
 def record_lab_result(

@@ -230,6 +230,7 @@ class PractitionerMapper(RegistryMapper):
             raise PermissionDenied("Practitioners are created at your own institution.")
         institution = alliance_service.institution_by_id(ctx.session, ctx.actor.institution_id)
         assert institution is not None
+        ctx.hold.append(institution)  # the next practitioner of the Bundle reads it again
         licence = (
             next(
                 (

@@ -18,7 +18,7 @@ from medalliance.domains.records.models import (
     Procedure,
 )
 from medalliance.domains.records.schemas import GBT15657, ICD10, ICD11_TM1
-from medalliance.fhir import store, systems
+from medalliance.fhir import bulk, store, systems
 from medalliance.fhir.mappers.common import (
     PatientDataMapper,
     aware,
@@ -27,6 +27,7 @@ from medalliance.fhir.mappers.common import (
     concept_text,
     day,
     domain_validation,
+    identifier_pairs,
     identifier_param,
     instant,
     keep_identifiers,
@@ -196,6 +197,44 @@ class EncounterMapper(PatientDataMapper):
         return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
+        return bulk.one(self.create_many, ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        """Encounters grouped by patient: one ``create_encounters`` per patient."""
+        prepared = bulk.each(resources, lambda r: self._encounter_in(ctx, r))
+        made: list[Any] = [None] * len(resources)
+        for person, positions in bulk.by_key([p for p, _ in prepared]).items():
+            with bulk.domain_batch(positions):
+                rows = records_service.create_encounters(
+                    session=ctx.session,
+                    actor=ctx.actor,
+                    person_id=person,
+                    data=[prepared[i][1] for i in positions],
+                )
+            for i, row in zip(positions, rows, strict=True):
+                made[i] = row
+        ctx.hold.extend(made)  # their diagnoses and procedures read them next
+        pairs = [identifier_pairs(r.identifier) for r in resources]
+        with bulk.domain_batch(range(len(resources))):
+            store.add_identifiers_many(
+                ctx.session, "Encounter", [(e.id, p) for e, p in zip(made, pairs, strict=True)]
+            )
+        for encounter, resource in zip(made, resources, strict=True):
+            _keep_codings(ctx, "Encounter", encounter.id, "type", resource.type)
+            klass = resource.class_fhir
+            if klass.code not in FHIR_TO_CLASS:
+                store.add_codings(
+                    ctx.session,
+                    "Encounter",
+                    encounter.id,
+                    "class",
+                    [(klass.system, klass.code, klass.display)],
+                )
+        return [Written("Encounter", e.id) for e in made]
+
+    def _encounter_in(
+        self, ctx: FhirContext, resource: Any
+    ) -> tuple[uuid.UUID, record_schemas.EncounterCreate]:
         klass = resource.class_fhir
         encounter_class = FHIR_TO_CLASS_NEAREST.get(str(klass.code)) if klass is not None else None
         if encounter_class is None:
@@ -234,20 +273,7 @@ class EncounterMapper(PatientDataMapper):
             )
         except ValidationError as exc:
             raise domain_validation("Encounter", exc) from exc
-        encounter = records_service.create_encounter(
-            session=ctx.session, actor=ctx.actor, person_id=person, data=data
-        )
-        keep_identifiers(ctx, "Encounter", encounter.id, resource, set())
-        _keep_codings(ctx, "Encounter", encounter.id, "type", resource.type)
-        if klass.code not in FHIR_TO_CLASS:
-            store.add_codings(
-                ctx.session,
-                "Encounter",
-                encounter.id,
-                "class",
-                [(klass.system, klass.code, klass.display)],
-            )
-        return Written("Encounter", encounter.id)
+        return person, data
 
     def update(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> Written:
         """What an encounter may change: status, end, reason."""
@@ -434,6 +460,23 @@ class ConditionMapper(PatientDataMapper):
         return fields, extra
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
+        return bulk.one(self.create_many, ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        prepared = bulk.each(resources, lambda r: self._diagnosis_in(ctx, r))
+        _same_patient(ctx, "Condition", [(p, e) for p, e, _, _ in prepared])
+        with bulk.domain_batch(range(len(resources))):
+            rows = records_service.add_diagnoses(
+                session=ctx.session, actor=ctx.actor, items=[(e, d) for _, e, d, _ in prepared]
+            )
+        _keep_side(ctx, "Condition", rows, resources)
+        for row, (_, _, _, extra) in zip(rows, prepared, strict=True):
+            store.add_codings(ctx.session, "Condition", row.id, "code", extra)
+        return [Written("Condition", r.id) for r in rows]
+
+    def _diagnosis_in(
+        self, ctx: FhirContext, resource: Any
+    ) -> tuple[uuid.UUID, uuid.UUID, record_schemas.DiagnosisCreate, list[Any]]:
         person = self.subject_of(ctx, resource, "subject")
         if resource.encounter is None:
             raise invalid(
@@ -460,19 +503,7 @@ class ConditionMapper(PatientDataMapper):
             data = record_schemas.DiagnosisCreate(**fields, status=status)
         except ValidationError as exc:
             raise domain_validation("Condition", exc) from exc
-        encounter = ctx.session.get(Encounter, encounter_id)
-        assert encounter is not None
-        owner = persons_of_records(ctx, [encounter.patient_record_id]).get(
-            encounter.patient_record_id
-        )
-        if owner != person:
-            raise invalid("Condition.encounter", "the encounter belongs to another patient")
-        diagnosis = records_service.add_diagnosis(
-            session=ctx.session, actor=ctx.actor, encounter_id=encounter_id, data=data
-        )
-        keep_identifiers(ctx, "Condition", diagnosis.id, resource, set())
-        store.add_codings(ctx.session, "Condition", diagnosis.id, "code", extra)
-        return Written("Condition", diagnosis.id)
+        return person, encounter_id, data, extra
 
     def update(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> Written:
         """The domain lets a diagnosis change status only."""
@@ -805,6 +836,23 @@ class ProcedureMapper(PatientDataMapper):
         ]
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
+        return bulk.one(self.create_many, ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        prepared = bulk.each(resources, lambda r: self._procedure_in(ctx, r))
+        _same_patient(ctx, "Procedure", [(p, e) for p, e, _ in prepared])
+        with bulk.domain_batch(range(len(resources))):
+            rows = records_service.add_procedures(
+                session=ctx.session, actor=ctx.actor, items=[(e, d) for _, e, d in prepared]
+            )
+        _keep_side(ctx, "Procedure", rows, resources)
+        for row, resource in zip(rows, resources, strict=True):
+            store.add_codings(ctx.session, "Procedure", row.id, "code", codings_in(resource.code))
+        return [Written("Procedure", r.id) for r in rows]
+
+    def _procedure_in(
+        self, ctx: FhirContext, resource: Any
+    ) -> tuple[uuid.UUID, uuid.UUID, record_schemas.ProcedureCreate]:
         person = self.subject_of(ctx, resource, "subject")
         if resource.encounter is None:
             raise invalid("Procedure.encounter", "Procedure.encounter is required here")
@@ -829,16 +877,28 @@ class ProcedureMapper(PatientDataMapper):
             )
         except ValidationError as exc:
             raise domain_validation("Procedure", exc) from exc
-        encounter = ctx.session.get(Encounter, encounter_id)
-        assert encounter is not None
-        if (
-            persons_of_records(ctx, [encounter.patient_record_id]).get(encounter.patient_record_id)
-            != person
-        ):
-            raise invalid("Procedure.encounter", "the encounter belongs to another patient")
-        procedure = records_service.add_procedure(
-            session=ctx.session, actor=ctx.actor, encounter_id=encounter_id, data=data
+        return person, encounter_id, data
+
+
+def _same_patient(ctx: FhirContext, rtype: str, pairs: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Each entry's encounter is its subject's (the encounters' records in one query)."""
+    encounters = {e: ctx.session.get(Encounter, e) for _, e in pairs}
+    records = [enc.patient_record_id for enc in encounters.values() if enc is not None]
+    owners = persons_of_records(ctx, records)
+    for position, (person, encounter_id) in enumerate(pairs):
+        encounter = encounters[encounter_id]
+        owner = None if encounter is None else owners.get(encounter.patient_record_id)
+        if owner != person:
+            raise bulk.EntryFailed(
+                position,
+                invalid(f"{rtype}.encounter", "the encounter belongs to another patient"),
+            )
+
+
+def _keep_side(ctx: FhirContext, rtype: str, rows: list[Any], resources: list[Any]) -> None:
+    """The sender's identifiers of new rows, in one query."""
+    pairs = [identifier_pairs(r.identifier) for r in resources]
+    with bulk.domain_batch(range(len(resources))):
+        store.add_identifiers_many(
+            ctx.session, rtype, [(row.id, p) for row, p in zip(rows, pairs, strict=True)]
         )
-        keep_identifiers(ctx, "Procedure", procedure.id, resource, set())
-        store.add_codings(ctx.session, "Procedure", procedure.id, "code", codes)
-        return Written("Procedure", procedure.id)

@@ -5,6 +5,7 @@ check and supersession apply exactly as for HL7 v2 and the JSON API."""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -13,7 +14,7 @@ from sqlalchemy import Select, false, not_, or_, select
 from medalliance.domains.results import schemas as result_schemas
 from medalliance.domains.results import service as results_service
 from medalliance.domains.results.models import Result, ResultKind
-from medalliance.fhir import store, systems
+from medalliance.fhir import bulk, store, systems
 from medalliance.fhir.mappers.common import (
     PatientDataMapper,
     aware,
@@ -21,9 +22,9 @@ from medalliance.fhir.mappers.common import (
     codings_in,
     concept_text,
     domain_validation,
+    identifier_pairs,
     identifier_param,
     instant,
-    keep_identifiers,
     meta,
     patient_ref,
     persons_of_records,
@@ -37,8 +38,6 @@ from medalliance.fhir.registry import CREATE, READ, SEARCH, Include, Written
 from medalliance.fhir.search import Criterion, SearchParam, SearchRequest, date_param, token
 
 if TYPE_CHECKING:
-    import uuid
-
     from sqlalchemy.orm import Session
 
     from medalliance.fhir.context import FhirContext
@@ -205,12 +204,63 @@ class ObservationMapper(_ResultMapper):
         return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
+        return bulk.one(self.create_many, ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        """Observations grouped by patient: one ``record_lab_results`` per patient (one
+        policy read, one catalogue and accreditation query, one insert; still one
+        audited write per result), and the side tables in one query."""
+        prepared = bulk.each(resources, lambda r: self._lab_result_in(ctx, r))
+        ids: list[Any] = [None] * len(resources)
+        for person, positions in bulk.by_key([p for p, _ in prepared]).items():
+
+            def key(i: int) -> tuple[str, Any]:
+                return prepared[i][1].item_code, prepared[i][1].effective_at
+
+            for wave in bulk.waves(positions, key):
+                with bulk.domain_batch(wave):
+                    results = results_service.record_lab_results(
+                        session=ctx.session,
+                        actor=ctx.actor,
+                        person_id=person,
+                        data=[prepared[i][1] for i in wave],
+                        source="fhir",
+                        audit_each=True,
+                    )
+                for i, result in zip(wave, results, strict=True):
+                    ids[i] = result.id
+        with bulk.domain_batch(range(len(resources))):
+            store.add_identifiers_many(
+                ctx.session,
+                "Observation",
+                [
+                    (rid, identifier_pairs(r.identifier))
+                    for rid, r in zip(ids, resources, strict=True)
+                ],
+            )
+        for rid, resource in zip(ids, resources, strict=True):
+            self._keep_codings(ctx, rid, resource)
+        return [Written("Observation", rid) for rid in ids]
+
+    def _keep_codings(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> None:
+        store.add_codings(ctx.session, "Observation", rid, "code", codings_in(resource.code))
+        store.add_codings(
+            ctx.session,
+            "Observation",
+            rid,
+            "category",
+            [c for concept in resource.category or [] for c in codings_in(concept)],
+        )
+        if resource.valueCodeableConcept is not None:
+            store.add_codings(
+                ctx.session, "Observation", rid, "value", codings_in(resource.valueCodeableConcept)
+            )
+
+    def _lab_result_in(
+        self, ctx: FhirContext, resource: Any
+    ) -> tuple[uuid.UUID, result_schemas.LabResultIn]:
         person = self.subject_of(ctx, resource, "subject")
-        codes = codings_in(resource.code)
-        loinc = next((c for c in codes if c[0] == systems.LOINC and c[1]), None)
-        first = loinc or next((c for c in codes if c[1]), None)
-        if first is None or first[1] is None:
-            raise invalid("Observation.code", "Observation.code needs a coding with a code")
+        code, code_system, name = item_of(resource.code, "Observation.code")
         effective = aware(resource.effectiveDateTime) or aware(
             resource.effectivePeriod.start if resource.effectivePeriod else None
         )
@@ -225,9 +275,9 @@ class ObservationMapper(_ResultMapper):
         ranges = [r.text for r in resource.referenceRange or [] if r.text]
         try:
             data = result_schemas.LabResultIn(
-                item_code=first[1][:32],
-                item_system="LN" if loinc else "L",
-                item_name=(concept_text(resource.code) or "")[:200] or None,
+                item_code=code,
+                item_system=code_system,
+                item_name=name,
                 status=status_of(OBSERVATION_STATUS, resource.status, "Observation.status"),
                 effective_at=effective,
                 issued_at=aware(resource.issued),
@@ -239,27 +289,18 @@ class ObservationMapper(_ResultMapper):
             )
         except ValidationError as exc:
             raise domain_validation("Observation", exc) from exc
-        result = results_service.record_lab_result(
-            session=ctx.session, actor=ctx.actor, person_id=person, data=data, source="fhir"
-        )
-        keep_identifiers(ctx, "Observation", result.id, resource, set())
-        store.add_codings(ctx.session, "Observation", result.id, "code", codes)
-        store.add_codings(
-            ctx.session,
-            "Observation",
-            result.id,
-            "category",
-            [c for concept in resource.category or [] for c in codings_in(concept)],
-        )
-        if resource.valueCodeableConcept is not None:
-            store.add_codings(
-                ctx.session,
-                "Observation",
-                result.id,
-                "value",
-                codings_in(resource.valueCodeableConcept),
-            )
-        return Written("Observation", result.id)
+        return person, data
+
+
+def item_of(concept: Any, path: str) -> tuple[str, str, str | None]:
+    """A coded item (an Observation's or a panel's code): (code, "LN" for LOINC or "L"
+    for the sender's local code, name); LOINC is preferred."""
+    codes = codings_in(concept)
+    loinc = next((c for c in codes if c[0] == systems.LOINC and c[1]), None)
+    first = loinc or next((c for c in codes if c[1]), None)
+    if first is None or first[1] is None:
+        raise invalid(path, f"{path} needs a coding with a code")
+    return first[1][:32], "LN" if loinc else "L", (concept_text(concept) or "")[:200] or None
 
 
 def _value_of(resource: Any) -> dict[str, Any]:
