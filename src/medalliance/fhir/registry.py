@@ -5,8 +5,8 @@ results land, MedicationRequest with prescriptions, Device with monitoring) is o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -48,6 +48,27 @@ class Written:
     resource_type: str
     id: uuid.UUID
     created: bool = True
+
+
+@dataclass(slots=True)
+class Lookups:
+    """What rendering rows needs besides the rows: fetched once per page (or, for
+    $everything, once for the whole compartment)."""
+
+    persons: dict[uuid.UUID, uuid.UUID]  # source record → person
+    identifiers: dict[uuid.UUID, list[dict[str, Any]]] = field(default_factory=dict)
+    codings: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # versioned types: row id → (logical id, version number)
+    versions: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
+    _subjects: dict[uuid.UUID, dict[str, str]] = field(default_factory=dict)
+
+    def subject(self, record_id: uuid.UUID) -> dict[str, str]:
+        """The Patient reference of a source record's person (one object per person:
+        thousands of entries share it; nothing changes answers after rendering)."""
+        ref = self._subjects.get(record_id)
+        if ref is None:
+            ref = self._subjects[record_id] = {"reference": f"Patient/{self.persons[record_id]}"}
+        return ref
 
 
 class Mapper:
@@ -101,6 +122,29 @@ class Mapper:
     # --- shapes -------------------------------------------------------------------------
 
     def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    # --- Patient/$everything: the patient compartment, read in one query per type ------
+
+    def compartment_query(
+        self,
+        ctx: FhirContext,
+        person_id: uuid.UUID,
+        record_ids: Sequence[uuid.UUID],
+        institutions: set[uuid.UUID],
+    ) -> Select[Any] | None:
+        """The type's rows of this person that these members wrote (None: not in the
+        compartment). Plain rows with the model's column names, unless ``fetch`` says."""
+        return None
+
+    def fetch(self, ctx: FhirContext, query: Select[Any]) -> list[Any]:
+        return list(ctx.session.execute(query))
+
+    def annotate(self, ctx: FhirContext, rows: Sequence[Any], look: Lookups) -> None:
+        """Add what this type's rendering needs beyond the shared lookups."""
+
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        """Rows (ORM objects or Core rows with the same column names) → FHIR JSON."""
         raise NotImplementedError
 
     def create(self, ctx: FhirContext, resource: BaseModel) -> Written:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 CONTROL = {"_count", "_offset", "_sort", "_include", "_revinclude", "_summary", "_format"}
+# accepted and without effect: the total is always exact; JSON is the only format
+IGNORED = frozenset({"_format", "_total", "_totalMethod", "_pretty"})
 PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb")
 
 
@@ -62,9 +64,9 @@ def parse(
     for key, raw in items:
         name, _, modifier = key.partition(":")
         if key == "_count":
-            req.count = _int(key, raw, 0, MAX_COUNT)
+            req.count = parse_int(key, raw, 0, MAX_COUNT)
         elif key == "_offset":
-            req.offset = _int(key, raw, 0, 10**9)
+            req.offset = parse_int(key, raw, 0, 10**9)
         elif key == "_summary":
             if raw != "count":
                 raise invalid("_summary", "only _summary=count is supported", 400)
@@ -78,8 +80,8 @@ def parse(
                 req.sort.append((pname, desc))
         elif key in ("_include", "_revinclude"):
             (req.include if key == "_include" else req.revinclude).append(raw)
-        elif key in ("_format", "_total", "_totalMethod", "_pretty"):
-            continue  # the total is always exact; JSON is the only format
+        elif key in IGNORED:
+            continue
         elif name in params:
             values = tuple(v for v in raw.split(",") if v != "")
             if values:
@@ -89,7 +91,7 @@ def parse(
     return req
 
 
-def _int(key: str, raw: str, low: int, high: int) -> int:
+def parse_int(key: str, raw: str, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
@@ -100,6 +102,11 @@ def _int(key: str, raw: str, low: int, high: int) -> int:
 
 
 # --- value parsing ----------------------------------------------------------------------
+
+
+def instant_param(name: str, raw: str) -> datetime:
+    """A parameter that is one moment (``_since``): the start of the value's interval."""
+    return date_range(raw, name)[0]
 
 
 def token(value: str) -> tuple[str | None, str]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Select, false
+from sqlalchemy import Select, false, select
 
 from medalliance.access import policy
 from medalliance.access.permissions import Permission
@@ -17,7 +18,7 @@ from medalliance.domains.patients.models import Consent
 from medalliance.fhir import systems
 from medalliance.fhir.mappers.common import coding, instant, patient_ref, prune
 from medalliance.fhir.outcome import FhirError
-from medalliance.fhir.registry import Include, Mapper
+from medalliance.fhir.registry import Include, Lookups, Mapper
 from medalliance.fhir.search import (
     SearchParam,
     SearchRequest,
@@ -86,7 +87,20 @@ class ConsentMapper(Mapper):
             resource_id=row.id,
         )
 
+    def compartment_query(
+        self,
+        ctx: FhirContext,
+        person_id: uuid.UUID,
+        record_ids: Sequence[uuid.UUID],
+        institutions: set[uuid.UUID],
+    ) -> Select[Any] | None:
+        # consent is the person's own decision, not a member's entry
+        return select(Consent.__table__).where(Consent.person_id == person_id)
+
     def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        return self.render(rows, Lookups({}))
+
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         return [
             prune(
                 {

@@ -5,6 +5,7 @@ check and supersession apply exactly as for HL7 v2 and the JSON API."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -25,15 +26,13 @@ from medalliance.fhir.mappers.common import (
     instant,
     keep_identifiers,
     meta,
-    patient_ref,
-    persons_of_records,
     prune,
     status_of,
 )
 from medalliance.fhir.mappers.records import _code_search
 from medalliance.fhir.models import FhirCoding
 from medalliance.fhir.outcome import invalid
-from medalliance.fhir.registry import CREATE, READ, SEARCH, Include, Written
+from medalliance.fhir.registry import CREATE, READ, SEARCH, Include, Lookups, Written
 from medalliance.fhir.search import Criterion, SearchParam, SearchRequest, date_param, token
 
 if TYPE_CHECKING:
@@ -96,6 +95,9 @@ class _ResultMapper(PatientDataMapper):
     def scope(self, ctx: FhirContext, query: Select[Any], req: SearchRequest) -> Select[Any]:
         return super().scope(ctx, query, req).where(Result.kind == self.kind)
 
+    def compartment_filter(self) -> list[Any]:
+        return [Result.kind == self.kind]
+
     def search_params(self) -> dict[str, SearchParam]:
         rtype = self.resource_type
         return {
@@ -152,11 +154,8 @@ class ObservationMapper(_ResultMapper):
     }
     revincludes = ("Observation:patient", "Observation:subject")
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "Observation", ids)
-        kept = store.codings_of(ctx.session, "Observation", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, kept = look.identifiers, look.codings
         out = []
         for r in rows:
             value_codes = kept.get((r.id, "value"))
@@ -188,7 +187,7 @@ class ObservationMapper(_ResultMapper):
                         "status": "amended" if str(r.status) == "corrected" else str(r.status),
                         "category": self._categories(r, kept.get((r.id, "category"))),
                         "code": self._code(r, kept.get((r.id, "code"))),
-                        "subject": patient_ref(persons[r.patient_record_id]),
+                        "subject": look.subject(r.patient_record_id),
                         "effectiveDateTime": instant(r.effective_at),
                         "issued": instant(r.issued_at),
                         "performer": [{"reference": f"Organization/{r.institution_id}"}],
@@ -326,11 +325,8 @@ class DiagnosticReportMapper(_ResultMapper):
         params["category"] = SearchParam("token", apply, "RAD (every imaging report)")
         return params
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "DiagnosticReport", ids)
-        kept = store.codings_of(ctx.session, "DiagnosticReport", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, kept = look.identifiers, look.codings
         return [
             prune(
                 {
@@ -341,7 +337,7 @@ class DiagnosticReportMapper(_ResultMapper):
                     "status": "amended" if str(r.status) == "corrected" else str(r.status),
                     "category": self._categories(r, None),
                     "code": self._code(r, kept.get((r.id, "code"))),
-                    "subject": patient_ref(persons[r.patient_record_id]),
+                    "subject": look.subject(r.patient_record_id),
                     "effectiveDateTime": instant(r.effective_at),
                     "issued": instant(r.issued_at),
                     "performer": [{"reference": f"Organization/{r.institution_id}"}],
