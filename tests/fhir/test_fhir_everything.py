@@ -119,9 +119,7 @@ def test_everything_is_valid_fhir_and_each_entry_is_what_a_read_answers(
         assert entry["fullUrl"].endswith(f"/{res['resourceType']}/{res['id']}")
 
 
-def test_paging_with_count_follows_next_links_to_every_entry(
-    fhir: TestClient, member: Any
-) -> None:
+def test_paging_with_count_follows_next_links_to_every_entry(fhir: TestClient, member: Any) -> None:
     patient = _chart(fhir, member.h)
     url = f"/fhir/Patient/{patient['id']}/$everything"
     whole = fhir.get(url, headers=member.h).json()
@@ -283,7 +281,5 @@ def test_bad_parameters_are_400(fhir: TestClient, member: Any, query: str) -> No
 
 
 def test_unknown_patient_is_404(fhir: TestClient, member: Any) -> None:
-    r = fhir.get(
-        "/fhir/Patient/00000000-0000-0000-0000-000000000000/$everything", headers=member.h
-    )
+    r = fhir.get("/fhir/Patient/00000000-0000-0000-0000-000000000000/$everything", headers=member.h)
     assert r.status_code == 404

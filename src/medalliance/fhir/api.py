@@ -3,6 +3,8 @@ OperationOutcome; authentication and the unit of work are the JSON API's."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from functools import partial
 from typing import Annotated, Any
 
@@ -18,7 +20,7 @@ from medalliance.api.deps import DbSession, authenticated, public
 from medalliance.audit import service as audit
 from medalliance.config import Settings
 from medalliance.db.uow import unit_of_work
-from medalliance.fhir import bundle, everything, handler, parsing
+from medalliance.fhir import bundle, everything, handler, history, parsing
 from medalliance.fhir.capability import capability_statement
 from medalliance.fhir.context import FhirContext
 from medalliance.fhir.outcome import FhirError, from_domain, outcome
@@ -40,6 +42,17 @@ def _ctx(request: Request, session: Session, actor: Actor) -> FhirContext:
 
 def _minimal(request: Request) -> bool:
     return "return=minimal" in request.headers.get("prefer", "")
+
+
+def _version_headers(resource: dict[str, Any]) -> dict[str, str]:
+    tag = history.etag(resource)
+    headers = {"ETag": tag} if tag else {}
+    last = resource.get("meta", {}).get("lastUpdated")
+    if last:
+        headers["Last-Modified"] = format_datetime(
+            datetime.fromisoformat(last).astimezone(UTC), usegmt=True
+        )
+    return headers
 
 
 def _lenient(request: Request) -> bool:
@@ -112,11 +125,25 @@ def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) 
         ctx = _ctx(request, session, actor)
         return fhir_json(await run_in_threadpool(handler.search, ctx, rtype, items))
 
+    @app.get("/{rtype}/{rid}/_history")
+    def instance_history(
+        rtype: str, rid: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
+        return fhir_json(history.history(_ctx(request, session, actor), rtype, rid))
+
+    @app.get("/{rtype}/{rid}/_history/{vid}")
+    def vread(
+        rtype: str, rid: str, vid: str, request: Request, session: DbSession, actor: Authenticated
+    ) -> JSONResponse:
+        resource = history.vread(_ctx(request, session, actor), rtype, rid, vid)
+        return fhir_json(resource, headers=_version_headers(resource))
+
     @app.get("/{rtype}/{rid}")
     def read(
         rtype: str, rid: str, request: Request, session: DbSession, actor: Authenticated
     ) -> JSONResponse:
-        return fhir_json(handler.read(_ctx(request, session, actor), rtype, rid))
+        resource = handler.read(_ctx(request, session, actor), rtype, rid)
+        return fhir_json(resource, headers=_version_headers(resource))
 
     @app.post("/{rtype}")
     async def create(

@@ -26,13 +26,16 @@ from medalliance.fhir.search import (
 if TYPE_CHECKING:
     from medalliance.fhir.context import FhirContext
 
-READ, SEARCH, CREATE, UPDATE, HISTORY = (
+READ, SEARCH, CREATE, UPDATE, VREAD, HISTORY = (
     "read",
     "search-type",
     "create",
     "update",
+    "vread",
     "history-instance",
 )
+# The one version of a resource whose domain row never changes once written.
+FIRST_VERSION = "1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,11 @@ class Mapper:
     resource_type: ClassVar[str]
     model: ClassVar[Any]
     interactions: ClassVar[tuple[str, ...]] = (READ, SEARCH)
+    # True where the domain never changes a row once written (a correction or a new
+    # decision is a new row): every resource has exactly one version, "1", so history
+    # and vread are complete and truthful. Types whose rows are updated in place keep
+    # no versions and offer neither.
+    immutable: ClassVar[bool] = False
     # the parameter naming the patient, for Patient/$everything and compartment scoping
     patient_param: ClassVar[str | None] = None
     includes: ClassVar[dict[str, Include]] = {}
@@ -212,6 +220,9 @@ class Registry:
         self.not_yet_modelled: set[str] = set()
 
     def register(self, mapper: Mapper) -> None:
+        # history is offered exactly where every version is kept
+        versioned = {HISTORY, VREAD} & set(mapper.interactions)
+        assert versioned == ({HISTORY, VREAD} if mapper.immutable else set()), mapper
         self._mappers[mapper.resource_type] = mapper
         self.not_yet_modelled.discard(mapper.resource_type)
 

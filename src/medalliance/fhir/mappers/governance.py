@@ -18,7 +18,16 @@ from medalliance.domains.patients.models import Consent
 from medalliance.fhir import systems
 from medalliance.fhir.mappers.common import coding, instant, patient_ref, prune
 from medalliance.fhir.outcome import FhirError
-from medalliance.fhir.registry import Include, Lookups, Mapper
+from medalliance.fhir.registry import (
+    FIRST_VERSION,
+    HISTORY,
+    READ,
+    SEARCH,
+    VREAD,
+    Include,
+    Lookups,
+    Mapper,
+)
 from medalliance.fhir.search import (
     SearchParam,
     SearchRequest,
@@ -40,6 +49,9 @@ class ConsentMapper(Mapper):
 
     resource_type = "Consent"
     model = Consent
+    # a decision is never changed: a new decision is a new row (the newest is in force)
+    immutable = True
+    interactions: ClassVar[tuple[str, ...]] = (READ, VREAD, SEARCH, HISTORY)
     patient_param: ClassVar[str | None] = "patient"
     includes: ClassVar[dict[str, Include]] = {"Consent:patient": Include("Patient", "person_id")}
     revincludes = ("Consent:patient",)
@@ -106,7 +118,7 @@ class ConsentMapper(Mapper):
                 {
                     "resourceType": "Consent",
                     "id": str(c.id),
-                    "meta": {"lastUpdated": instant(c.recorded_at)},
+                    "meta": {"versionId": FIRST_VERSION, "lastUpdated": instant(c.recorded_at)},
                     "status": "active" if str(c.status) == "granted" else "inactive",
                     "scope": {"coding": [coding(systems.CONSENT_SCOPE, "patient-privacy")]},
                     "category": [
@@ -158,6 +170,8 @@ class AuditEventMapper(Mapper):
 
     resource_type = "AuditEvent"
     model = AuditEvent
+    immutable = True  # the trail is append-only and hash-chained
+    interactions: ClassVar[tuple[str, ...]] = (READ, VREAD, SEARCH, HISTORY)
 
     def __init__(self) -> None:
         self.params = {
@@ -236,7 +250,10 @@ class AuditEventMapper(Mapper):
                     {
                         "resourceType": "AuditEvent",
                         "id": str(e.event_id),
-                        "meta": {"lastUpdated": instant(e.recorded_at)},
+                        "meta": {
+                            "versionId": FIRST_VERSION,
+                            "lastUpdated": instant(e.recorded_at),
+                        },
                         "type": coding(
                             "http://dicom.nema.org/resources/ontology/DCM",
                             "110110",

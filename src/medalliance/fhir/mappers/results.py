@@ -25,14 +25,23 @@ from medalliance.fhir.mappers.common import (
     identifier_param,
     instant,
     keep_identifiers,
-    meta,
     prune,
     status_of,
 )
 from medalliance.fhir.mappers.records import _code_search
 from medalliance.fhir.models import FhirCoding
 from medalliance.fhir.outcome import invalid
-from medalliance.fhir.registry import CREATE, READ, SEARCH, Include, Lookups, Written
+from medalliance.fhir.registry import (
+    CREATE,
+    FIRST_VERSION,
+    HISTORY,
+    READ,
+    SEARCH,
+    VREAD,
+    Include,
+    Lookups,
+    Written,
+)
 from medalliance.fhir.search import Criterion, SearchParam, SearchRequest, date_param, token
 
 if TYPE_CHECKING:
@@ -98,6 +107,19 @@ class _ResultMapper(PatientDataMapper):
     def compartment_filter(self) -> list[Any]:
         return [Result.kind == self.kind]
 
+    # A result is never changed once written: a correction is a new result that
+    # supersedes it (results.service._supersede sets only the old row's pointer, which
+    # is not part of the FHIR answer). So every Observation has one version, written at
+    # created_at.
+    immutable = True
+    interactions: ClassVar[tuple[str, ...]] = (READ, VREAD, SEARCH, HISTORY)
+
+    def last_updated_column(self) -> Any:
+        return Result.created_at
+
+    def _meta(self, r: Any) -> dict[str, Any]:
+        return {"versionId": FIRST_VERSION, "lastUpdated": instant(r.created_at)}
+
     def search_params(self) -> dict[str, SearchParam]:
         rtype = self.resource_type
         return {
@@ -147,7 +169,7 @@ class ObservationMapper(_ResultMapper):
     model = Result
     kind = ResultKind.LAB
     default_category = "laboratory"
-    interactions = (READ, SEARCH, CREATE)
+    interactions = (READ, VREAD, SEARCH, CREATE, HISTORY)
     includes: ClassVar[dict[str, Include]] = {
         "Observation:patient": Include("Patient", "person_id"),
         "Observation:subject": Include("Patient", "person_id"),
@@ -182,7 +204,7 @@ class ObservationMapper(_ResultMapper):
                     {
                         "resourceType": "Observation",
                         "id": str(r.id),
-                        "meta": meta(r),
+                        "meta": self._meta(r),
                         "identifier": side.get(r.id),
                         "status": "amended" if str(r.status) == "corrected" else str(r.status),
                         "category": self._categories(r, kept.get((r.id, "category"))),
@@ -332,7 +354,7 @@ class DiagnosticReportMapper(_ResultMapper):
                 {
                     "resourceType": "DiagnosticReport",
                     "id": str(r.id),
-                    "meta": meta(r),
+                    "meta": self._meta(r),
                     "identifier": side.get(r.id),
                     "status": "amended" if str(r.status) == "corrected" else str(r.status),
                     "category": self._categories(r, None),
