@@ -261,8 +261,16 @@ def test_metadata_lists_the_new_types(fhir: TestClient) -> None:
         "read",
         "search-type",
         "create",
+        "vread",  # a result is never changed once written: one version each
+        "history-instance",
     }
-    for rtype in ("DiagnosticReport", "MedicationRequest", "Device"):
+    assert {i["code"] for i in types["DiagnosticReport"]["interaction"]} == {
+        "read",
+        "search-type",
+        "vread",
+        "history-instance",
+    }
+    for rtype in ("MedicationRequest", "Device"):
         assert {i["code"] for i in types[rtype]["interaction"]} == {"read", "search-type"}
     params = {p["name"] for p in types["Observation"]["searchParam"]}
     assert {"patient", "subject", "code", "date", "status", "category"} <= params

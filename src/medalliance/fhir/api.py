@@ -21,9 +21,16 @@ from medalliance.audit import service as audit
 from medalliance.config import Settings
 from medalliance.db.uow import unit_of_work
 from medalliance.fhir import bundle, everything, handler, history, parsing
+from medalliance.fhir import search as search_mod
 from medalliance.fhir.capability import capability_statement
 from medalliance.fhir.context import FhirContext
-from medalliance.fhir.outcome import FhirError, from_domain, outcome
+from medalliance.fhir.outcome import (
+    FhirError,
+    from_domain,
+    ignored_parameters,
+    outcome,
+    search_outcome,
+)
 from medalliance.fhir.resources import REGISTRY
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.errors import DomainError, PermissionDenied
@@ -114,7 +121,7 @@ def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) 
         rtype: str, request: Request, session: DbSession, actor: Authenticated
     ) -> JSONResponse:
         items = list(request.query_params.multi_items())
-        return fhir_json(handler.search(_ctx(request, session, actor), rtype, items))
+        return fhir_json(_search(_ctx(request, session, actor), rtype, items, _lenient(request)))
 
     @app.post("/{rtype}/_search")
     async def search_post(
@@ -123,7 +130,7 @@ def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) 
         form = await request.form()
         items = [*request.query_params.multi_items(), *((k, str(v)) for k, v in form.multi_items())]
         ctx = _ctx(request, session, actor)
-        return fhir_json(await run_in_threadpool(handler.search, ctx, rtype, items))
+        return fhir_json(await run_in_threadpool(_search, ctx, rtype, items, _lenient(request)))
 
     @app.get("/{rtype}/{rid}/_history")
     def instance_history(
@@ -176,6 +183,22 @@ def create_fhir_app(settings: Settings, session_factory: sessionmaker[Session]) 
         return fhir_json(result.resource or {}, result.status, result.location)
 
     return app
+
+
+def _search(
+    ctx: FhirContext, rtype: str, items: list[tuple[str, str]], lenient: bool
+) -> dict[str, Any]:
+    """A search; on Prefer: handling=lenient the parameters this server does not support
+    are left out (the links show what was used) and named in an OperationOutcome entry."""
+    ignored: list[str] = []
+    if lenient:
+        mapper = REGISTRY.get(rtype)
+        ignored = search_mod.parse(rtype, items, mapper.params, mapper.sorts, lenient=True).ignored
+        items = [(k, v) for k, v in items if k not in ignored]
+    bundle = handler.search(ctx, rtype, items)
+    if ignored:
+        bundle.setdefault("entry", []).append(search_outcome(ignored_parameters(ignored)))
+    return bundle
 
 
 def _oo(error: FhirError) -> JSONResponse:

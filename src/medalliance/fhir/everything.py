@@ -24,7 +24,7 @@ from medalliance.domains.patients import service as patients_service
 from medalliance.fhir import search
 from medalliance.fhir.context import FhirContext
 from medalliance.fhir.models import FhirCoding, FhirIdentifier
-from medalliance.fhir.outcome import invalid
+from medalliance.fhir.outcome import ignored_parameters, invalid, issue, search_outcome
 from medalliance.fhir.registry import Lookups, Mapper
 
 PARAMS = ("_count", "_offset", "_since", "_type")
@@ -207,29 +207,18 @@ def _entry(ctx: FhirContext, resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _outcome(hidden: list[str], ignored: tuple[str, ...]) -> dict[str, Any]:
-    issues: list[dict[str, Any]] = []
+    issues = ignored_parameters(ignored)
     if hidden:
-        issues.append(
-            {
-                "severity": "information",
-                "code": "suppressed",
-                "diagnostics": "The access policy withholds the entries written by "
+        issues.insert(
+            0,
+            issue(
+                "suppressed",
+                "The access policy withholds the entries written by "
                 + ", ".join(f"Organization/{i}" for i in hidden),
-            }
+                severity="information",
+            ),
         )
-    for key in ignored:
-        issues.append(
-            {
-                "severity": "warning",
-                "code": "not-supported",
-                "diagnostics": f"parameter {key!r} is not supported and was ignored",
-                "expression": [key],
-            }
-        )
-    return {
-        "resource": {"resourceType": "OperationOutcome", "issue": issues},
-        "search": {"mode": "outcome"},
-    }
+    return search_outcome(issues)
 
 
 def _links(

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, false, select
 
 from medalliance.domains.tcm.models import Prescription
 from medalliance.fhir import systems
@@ -25,7 +25,7 @@ from medalliance.fhir.mappers.common import (
     prune,
 )
 from medalliance.fhir.registry import Include, Lookups
-from medalliance.fhir.search import Criterion, SearchParam, date_param, reference_param, token
+from medalliance.fhir.search import NOT, Criterion, SearchParam, date_param, reference_param, token
 
 if TYPE_CHECKING:
     from medalliance.fhir.context import FhirContext
@@ -37,11 +37,11 @@ FROM_FHIR = {v: k for k, v in STATUS.items()}
 
 def _status_param() -> SearchParam:
     def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
-        wanted = [FROM_FHIR.get(token(v)[1], "-") for v in c.values]
-        clause = Prescription.status.in_(wanted)
+        wanted = [FROM_FHIR[code] for code in (token(v)[1] for v in c.values) if code in FROM_FHIR]
+        clause = Prescription.status.in_(wanted) if wanted else false()
         return query.where(~clause if c.modifier == "not" else clause)
 
-    return SearchParam("token", apply, "draft | active (signed) | cancelled")
+    return SearchParam("token", apply, "draft | active (signed) | cancelled", NOT)
 
 
 class MedicationRequestMapper(PatientDataMapper):

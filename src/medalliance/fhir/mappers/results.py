@@ -13,7 +13,7 @@ from sqlalchemy import Select, false, not_, or_, select
 
 from medalliance.domains.results import schemas as result_schemas
 from medalliance.domains.results import service as results_service
-from medalliance.domains.results.models import Result, ResultKind
+from medalliance.domains.results.models import Result, ResultKind, ResultStatus
 from medalliance.fhir import store, systems
 from medalliance.fhir.mappers.common import (
     PatientDataMapper,
@@ -42,7 +42,7 @@ from medalliance.fhir.registry import (
     Lookups,
     Written,
 )
-from medalliance.fhir.search import Criterion, SearchParam, SearchRequest, date_param, token
+from medalliance.fhir.search import NOT, Criterion, SearchParam, SearchRequest, date_param, token
 
 if TYPE_CHECKING:
     import uuid
@@ -82,7 +82,7 @@ def _category_param(rtype: str, default: str) -> SearchParam:
         clause = or_(*conditions) if conditions else false()
         return query.where(not_(clause) if c.modifier == "not" else clause)
 
-    return SearchParam("token", apply, f"category (default {default})")
+    return SearchParam("token", apply, f"category (default {default})", NOT)
 
 
 class _ResultMapper(PatientDataMapper):
@@ -153,11 +153,12 @@ def token_param_status() -> SearchParam:
     """status: the FHIR codes (amended is answered as corrected)."""
 
     def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
-        wanted = {OBSERVATION_STATUS.get(token(v)[1], token(v)[1]) for v in c.values}
-        clause = Result.status.in_(sorted(wanted))
+        known = {str(s) for s in ResultStatus}
+        wanted = {OBSERVATION_STATUS.get(token(v)[1], token(v)[1]) for v in c.values} & known
+        clause = Result.status.in_(sorted(wanted)) if wanted else false()
         return query.where(not_(clause) if c.modifier == "not" else clause)
 
-    return SearchParam("token", apply, "preliminary | final | corrected (amended)")
+    return SearchParam("token", apply, "preliminary | final | corrected (amended)", NOT)
 
 
 class ObservationMapper(_ResultMapper):
@@ -344,7 +345,7 @@ class DiagnosticReportMapper(_ResultMapper):
                 hits = not hits
             return query if hits else query.where(false())
 
-        params["category"] = SearchParam("token", apply, "RAD (every imaging report)")
+        params["category"] = SearchParam("token", apply, "RAD (every imaging report)", NOT)
         return params
 
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
