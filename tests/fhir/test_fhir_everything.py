@@ -110,6 +110,7 @@ def test_everything_is_valid_fhir_and_each_entry_is_what_a_read_answers(
         + ["Observation"] * 2
     )
     assert body["total"] == len(body["entry"])
+    assert [link["relation"] for link in body["link"]] == ["self"]  # one page holds it all
     assert body["entry"][0]["resource"]["id"] == patient["id"]
     # the rows-as-dicts path answers exactly what the ORM path of a read answers
     for entry in body["entry"]:

@@ -121,8 +121,7 @@ def everything(
     if hidden or req.ignored:
         entries.append(_outcome(hidden, req.ignored))
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total}
-    if req.count is not None:
-        bundle["link"] = _links(ctx, person.id, items, req, total)
+    bundle["link"] = _links(ctx, person.id, items, req, total)
     bundle["entry"] = entries
     return bundle
 
@@ -228,13 +227,15 @@ def _links(
     req: Request,
     total: int,
 ) -> list[dict[str, str]]:
-    assert req.count is not None
+    base = [(k, v) for k, v in items if k not in ("_offset", "_count") and k not in req.ignored]
+    operation = f"{ctx.base_url}/Patient/{person_id}/$everything"
+    if req.count is None:  # one Bundle holds everything
+        return [{"relation": "self", "url": f"{operation}?{urlencode(base)}".rstrip("?")}]
     count = req.count
-    base = [(k, v) for k, v in items if k not in ("_offset", "_count")]
 
     def url(offset: int) -> str:
         query = urlencode([*base, ("_count", str(count)), ("_offset", str(offset))])
-        return f"{ctx.base_url}/Patient/{person_id}/$everything?{query}"
+        return f"{operation}?{query}"
 
     links = [{"relation": "self", "url": url(req.offset)}]
     if req.offset + count < total:
