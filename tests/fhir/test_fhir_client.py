@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import uvicorn
@@ -47,7 +48,8 @@ def _free_port() -> int:
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """uvicorn serving the app on a database of its own (same dialect as the suite)."""
     if database_url.startswith("postgresql"):
-        url = _create_postgres_database(database_url.rsplit("_", 1)[0] + "_fhirpy")
+        # a database of its own beside the suite's (named after it: runs side by side)
+        url = _create_postgres_database(database_url + "_fhirpy")
     else:
         url = f"sqlite:///{Path(tmp_path_factory.mktemp('fhirpy')) / 'server.db'}"
     wiring.load_all()
@@ -288,3 +290,53 @@ def test_fhirpy_observations(server: dict[str, Any]) -> None:
             subject={"reference": f"Patient/{patient.id}"},
             effectiveDateTime="2026-11-02T08:00:00Z",
         ).save()  # no value: the results domain refuses it with an OperationOutcome
+
+
+def test_fhirpy_history_vread_and_everything_paging(server: dict[str, Any]) -> None:
+    client = _client(server)
+    patient = client.resource(
+        "Patient",
+        name=[{"family": "Zhao", "given": ["Min"]}],
+        gender="male",
+        birthDate="1968-03-04",
+    )
+    patient.save()
+    observations = []
+    for day in ("01", "02", "03"):
+        obs = client.resource(
+            "Observation",
+            status="final",
+            code={"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            subject={"reference": f"Patient/{patient.id}"},
+            effectiveDateTime=f"2026-10-{day}T08:00:00Z",
+            valueQuantity={"value": 5.1, "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+        )
+        obs.save()
+        observations.append(obs)
+    first = observations[0]
+    assert first["meta"]["versionId"] == "1"
+    history = client.execute(f"Observation/{first.id}/_history", method="get")
+    assert history["type"] == "history" and history["total"] == 1
+    assert history["entry"][0]["resource"]["id"] == first.id
+    v1 = client.execute(f"Observation/{first.id}/_history/1", method="get")
+    assert v1 == client.reference("Observation", first.id).to_resource().serialize()
+    with pytest.raises(ResourceNotFound):
+        client.execute(f"Observation/{first.id}/_history/2", method="get")
+    with pytest.raises(OperationOutcome):  # updated in place: no versions kept, 405
+        client.execute(f"Patient/{patient.id}/_history", method="get")
+
+    # $everything paged by _count, followed through the next links
+    seen: list[str] = []
+    page = client.execute(f"Patient/{patient.id}/$everything", method="get", params={"_count": 2})
+    while True:
+        assert page["total"] == 4
+        seen += [e["resource"]["id"] for e in page["entry"]]
+        nxt = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+        if nxt is None:
+            break
+        parts = urlsplit(nxt)
+        page = client.execute(
+            parts.path.removeprefix("/fhir/"), method="get", params=dict(parse_qsl(parts.query))
+        )
+    assert seen[0] == patient.id  # the patient first, then each resource once
+    assert sorted(seen[1:]) == sorted(o.id for o in observations)

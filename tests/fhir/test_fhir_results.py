@@ -264,6 +264,8 @@ def test_metadata_lists_the_new_types(fhir: TestClient) -> None:
             "read",
             "search-type",
             "create",
+            "vread",  # a result is never changed once written: one version each
+            "history-instance",
         }
     for rtype in ("MedicationRequest", "Device"):
         assert {i["code"] for i in types[rtype]["interaction"]} == {"read", "search-type"}

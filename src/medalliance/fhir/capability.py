@@ -22,8 +22,9 @@ def capability_statement(registry: Registry, base_url: str) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "type": mapper.resource_type,
             "interaction": interactions,
-            "versioning": "no-version",
-            "readHistory": False,
+            # immutable rows: one version each, complete history; others keep none
+            "versioning": "versioned" if mapper.immutable else "no-version",
+            "readHistory": mapper.immutable,
             "updateCreate": False,
             "conditionalCreate": CREATE in mapper.interactions,
             "searchParam": [

@@ -10,8 +10,6 @@ from urllib.parse import parse_qsl, urlencode
 
 from pydantic import BaseModel
 
-from medalliance.access import policy
-from medalliance.domains.patients import service as patients_service
 from medalliance.fhir import search as search_mod
 from medalliance.fhir import store, systems
 from medalliance.fhir.context import FhirContext
@@ -229,32 +227,6 @@ def update(ctx: FhirContext, rid: str, resource: BaseModel) -> Outcome:
     ctx.session.flush()
     ctx.session.expire(row)
     return _written(ctx, mapper, written, 200)
-
-
-def everything(ctx: FhirContext, patient_id: str, count: int | None = None) -> dict[str, Any]:
-    """Patient/$everything: the patient and every resource of the patient's compartment
-    that the actor may see (each member's entries by the access policy)."""
-    patients = ctx.registry.get("Patient")
-    row = patients.get_row(ctx, patient_id)
-    facts = patients_service.facts_or_404(ctx.session, row.id)
-    policy.enforce(
-        ctx.session,
-        ctx.actor,
-        facts,
-        policy.AccessAction.READ,
-        resource_type="Patient",
-        resource_id=row.id,
-        audit_action="everything",
-    )
-    entries = [_entry(ctx, patients.to_fhir(ctx, [row])[0], "match")]
-    ref = (f"Patient/{row.id}",)
-    for mapper in ctx.registry:
-        if mapper.resource_type == "Patient" or mapper.patient_param != "patient":
-            continue
-        req = SearchRequest(criteria=[Criterion("patient", None, ref)], count=count or 100_000)
-        rows, _ = mapper.search(ctx, req, count=False)
-        entries += [_entry(ctx, r, "match") for r in mapper.to_fhir(ctx, rows)]
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
 
 
 def new_uuid_or_404(rtype: str, rid: str) -> uuid.UUID:

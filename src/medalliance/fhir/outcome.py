@@ -106,3 +106,21 @@ FIELD_PATHS = {
     "licence_number": "Practitioner.identifier",
     "identifier": "identifier",
 }
+
+
+def ignored_parameters(keys: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+    """Prefer: handling=lenient: a warning per parameter left out of a search."""
+    return [
+        issue(
+            "not-supported",
+            f"parameter {key!r} is not supported here and was ignored",
+            [key],
+            severity="warning",
+        )
+        for key in keys
+    ]
+
+
+def search_outcome(issues: list[dict[str, Any]]) -> dict[str, Any]:
+    """A searchset entry carrying an OperationOutcome (search.mode = outcome)."""
+    return {"resource": outcome(issues), "search": {"mode": "outcome"}}

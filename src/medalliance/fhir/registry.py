@@ -5,8 +5,8 @@ results land, MedicationRequest with prescriptions, Device with monitoring) is o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -26,13 +26,16 @@ from medalliance.fhir.search import (
 if TYPE_CHECKING:
     from medalliance.fhir.context import FhirContext
 
-READ, SEARCH, CREATE, UPDATE, HISTORY = (
+READ, SEARCH, CREATE, UPDATE, VREAD, HISTORY = (
     "read",
     "search-type",
     "create",
     "update",
+    "vread",
     "history-instance",
 )
+# The one version of a resource whose domain row never changes once written.
+FIRST_VERSION = "1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +53,36 @@ class Written:
     created: bool = True
 
 
+@dataclass(slots=True)
+class Lookups:
+    """What rendering rows needs besides the rows: fetched once per page (or, for
+    $everything, once for the whole compartment)."""
+
+    persons: dict[uuid.UUID, uuid.UUID]  # source record → person
+    identifiers: dict[uuid.UUID, list[dict[str, Any]]] = field(default_factory=dict)
+    codings: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # versioned types: row id → (logical id, version number)
+    versions: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
+    _subjects: dict[uuid.UUID, dict[str, str]] = field(default_factory=dict)
+
+    def subject(self, record_id: uuid.UUID) -> dict[str, str]:
+        """The Patient reference of a source record's person (one object per person:
+        thousands of entries share it; nothing changes answers after rendering)."""
+        ref = self._subjects.get(record_id)
+        if ref is None:
+            ref = self._subjects[record_id] = {"reference": f"Patient/{self.persons[record_id]}"}
+        return ref
+
+
 class Mapper:
     resource_type: ClassVar[str]
     model: ClassVar[Any]
     interactions: ClassVar[tuple[str, ...]] = (READ, SEARCH)
+    # True where the domain never changes a row once written (a correction or a new
+    # decision is a new row): every resource has exactly one version, "1", so history
+    # and vread are complete and truthful. Types whose rows are updated in place keep
+    # no versions and offer neither.
+    immutable: ClassVar[bool] = False
     # the parameter naming the patient, for Patient/$everything and compartment scoping
     patient_param: ClassVar[str | None] = None
     includes: ClassVar[dict[str, Include]] = {}
@@ -101,6 +130,29 @@ class Mapper:
     # --- shapes -------------------------------------------------------------------------
 
     def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    # --- Patient/$everything: the patient compartment, read in one query per type ------
+
+    def compartment_query(
+        self,
+        ctx: FhirContext,
+        person_id: uuid.UUID,
+        record_ids: Sequence[uuid.UUID],
+        institutions: set[uuid.UUID],
+    ) -> Select[Any] | None:
+        """The type's rows of this person that these members wrote (None: not in the
+        compartment). Plain rows with the model's column names, unless ``fetch`` says."""
+        return None
+
+    def fetch(self, ctx: FhirContext, query: Select[Any]) -> list[Any]:
+        return list(ctx.session.execute(query))
+
+    def annotate(self, ctx: FhirContext, rows: Sequence[Any], look: Lookups) -> None:
+        """Add what this type's rendering needs beyond the shared lookups."""
+
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        """Rows (ORM objects or Core rows with the same column names) → FHIR JSON."""
         raise NotImplementedError
 
     def create(self, ctx: FhirContext, resource: BaseModel) -> Written:
@@ -168,6 +220,9 @@ class Registry:
         self.not_yet_modelled: set[str] = set()
 
     def register(self, mapper: Mapper) -> None:
+        # history is offered exactly where every version is kept
+        versioned = {HISTORY, VREAD} & set(mapper.interactions)
+        assert versioned == ({HISTORY, VREAD} if mapper.immutable else set()), mapper
         self._mappers[mapper.resource_type] = mapper
         self.not_yet_modelled.discard(mapper.resource_type)
 

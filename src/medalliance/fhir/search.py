@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select
+from sqlalchemy import Boolean, ColumnElement, Select, and_, false, func, not_, or_, select
 
 from medalliance.fhir.outcome import FhirError, invalid
 
@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 CONTROL = {"_count", "_offset", "_sort", "_include", "_revinclude", "_summary", "_format"}
-PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb")
+# accepted and without effect: the total is always exact; JSON is the only format
+IGNORED = frozenset({"_format", "_total", "_totalMethod", "_pretty"})
+PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
+NOT = frozenset({"not"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,8 @@ class SearchRequest:
     include: list[str] = field(default_factory=list)
     revinclude: list[str] = field(default_factory=list)
     summary_count: bool = False
+    # parameters left out on Prefer: handling=lenient (unknown, or an unsupported modifier)
+    ignored: list[str] = field(default_factory=list)
 
     def values_of(self, name: str) -> list[str]:
         return [v for c in self.criteria if c.name == name for v in c.values]
@@ -50,6 +55,7 @@ class SearchParam:
     type: str  # token | date | reference | string
     apply: Apply
     documentation: str = ""
+    modifiers: frozenset[str] = frozenset()  # the modifiers ``apply`` honours
 
 
 def parse(
@@ -57,14 +63,18 @@ def parse(
     items: list[tuple[str, str]],
     params: dict[str, SearchParam],
     sorts: dict[str, Any],
+    *,
+    lenient: bool = False,
 ) -> SearchRequest:
+    """Strict by default: an unknown parameter or an unsupported modifier is a 400.
+    Lenient (``Prefer: handling=lenient``): they are left out and listed in ``ignored``."""
     req = SearchRequest()
     for key, raw in items:
         name, _, modifier = key.partition(":")
         if key == "_count":
-            req.count = _int(key, raw, 0, MAX_COUNT)
+            req.count = parse_int(key, raw, 0, MAX_COUNT)
         elif key == "_offset":
-            req.offset = _int(key, raw, 0, 10**9)
+            req.offset = parse_int(key, raw, 0, 10**9)
         elif key == "_summary":
             if raw != "count":
                 raise invalid("_summary", "only _summary=count is supported", 400)
@@ -78,18 +88,22 @@ def parse(
                 req.sort.append((pname, desc))
         elif key in ("_include", "_revinclude"):
             (req.include if key == "_include" else req.revinclude).append(raw)
-        elif key in ("_format", "_total", "_totalMethod", "_pretty"):
-            continue  # the total is always exact; JSON is the only format
-        elif name in params:
+        elif key in IGNORED:
+            continue
+        elif name in params and (not modifier or modifier in params[name].modifiers):
             values = tuple(v for v in raw.split(",") if v != "")
             if values:
                 req.criteria.append(Criterion(name, modifier or None, values))
+        elif lenient:
+            req.ignored.append(key)
+        elif name in params:
+            raise invalid(key, f"modifier :{modifier} is not supported on {name}", 400)
         else:
             raise invalid(key, f"unknown search parameter {key!r} for {resource_type}", 400)
     return req
 
 
-def _int(key: str, raw: str, low: int, high: int) -> int:
+def parse_int(key: str, raw: str, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
@@ -100,6 +114,11 @@ def _int(key: str, raw: str, low: int, high: int) -> int:
 
 
 # --- value parsing ----------------------------------------------------------------------
+
+
+def instant_param(name: str, raw: str) -> datetime:
+    """A parameter that is one moment (``_since``): the start of the value's interval."""
+    return date_range(raw, name)[0]
 
 
 def token(value: str) -> tuple[str | None, str]:
@@ -156,6 +175,12 @@ def date_range(raw: str, name: str) -> tuple[datetime, datetime]:
 def date_condition(column: Any, value: str, name: str, *, date_only: bool = False) -> Any:
     prefix, raw = split_prefix(value)
     low, high = date_range(raw, name)
+    if prefix == "ap":
+        # approximately: the value's own interval widened by 10 % of its distance from
+        # now (the figure the FHIR search page suggests), at least a day either side
+        now = datetime.now(UTC)
+        slack = max(abs(now - low) / 10, timedelta(days=1))
+        low, high = low - slack, high + slack
     lo: Any = low.date() if date_only else low
     hi: Any = high.date() if date_only else high
     conditions = {
@@ -167,6 +192,7 @@ def date_condition(column: Any, value: str, name: str, *, date_only: bool = Fals
         "gt": column >= hi,
         "sa": column >= hi,
         "ge": column >= lo,
+        "ap": and_(column >= lo, column < hi),
     }
     return conditions[prefix]
 
@@ -188,17 +214,28 @@ def token_param(
 ) -> SearchParam:
     """A token on one column; with ``system`` only that system's codes match."""
 
+    kind = getattr(column, "type", None)
+    enums = getattr(kind, "enums", None)  # a code outside an enum matches nothing
+    boolean = isinstance(kind, Boolean)
+
     def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
         conditions: list[ColumnElement[bool]] = []
         for value in c.values:
             sys_, code = token(value)
             if sys_ not in (None, system) and not (sys_ == "" and system is None):
                 continue
-            conditions.append(column == (code.lower() if lower else code))
+            wanted: Any = code.lower() if lower else code
+            if boolean:
+                if code not in ("true", "false"):
+                    raise invalid(c.name, f"{c.name}: {code!r} is not true or false", 400)
+                wanted = code == "true"
+            elif enums is not None and wanted not in enums:
+                continue
+            conditions.append(column == wanted)
         clause = or_(*conditions) if conditions else false()
         return query.where(not_(clause) if c.modifier == "not" else clause)
 
-    return SearchParam("token", apply, doc)
+    return SearchParam("token", apply, doc, NOT)
 
 
 def id_param(column: Any) -> SearchParam:
@@ -224,7 +261,7 @@ def string_param(*columns: Any, doc: str = "") -> SearchParam:
                     conditions.append(func.lower(column).startswith(value.lower(), autoescape=True))
         return query.where(or_(*conditions))
 
-    return SearchParam("string", apply, doc)
+    return SearchParam("string", apply, doc, frozenset({"exact", "contains"}))
 
 
 def reference_param(column: Any, target: str, doc: str = "") -> SearchParam:

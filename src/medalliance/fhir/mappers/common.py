@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
-from sqlalchemy import Select, false
+from sqlalchemy import Select, false, select
 
 from medalliance.access import policy
 from medalliance.access.permissions import Permission
@@ -16,7 +16,7 @@ from medalliance.audit import service as audit
 from medalliance.domains.patients import service as patients_service
 from medalliance.fhir import store
 from medalliance.fhir.outcome import FhirError, invalid
-from medalliance.fhir.registry import Mapper
+from medalliance.fhir.registry import Lookups, Mapper
 from medalliance.fhir.search import Criterion, SearchParam, SearchRequest, reference_id
 from medalliance.kernel.errors import NotFound, PermissionDenied
 
@@ -41,9 +41,12 @@ def day(value: date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+_FALSY_VALUES = frozenset({bool, int, float})  # False and 0 are values, not absences
+
+
 def prune(obj: dict[str, Any]) -> dict[str, Any]:
     """Drop empty elements: FHIR forbids empty strings, arrays and objects."""
-    return {k: v for k, v in obj.items() if v not in (None, "", [], {})}
+    return {k: v for k, v in obj.items() if v or type(v) in _FALSY_VALUES}
 
 
 def coding(system: str | None, code: str | None, display: str | None = None) -> dict[str, Any]:
@@ -149,6 +152,38 @@ class PatientDataMapper(Mapper):
 
     patient_param: ClassVar[str | None] = "patient"
     subject_name: ClassVar[str] = "subject"
+    side_tables: ClassVar[bool] = True  # identifiers and codings kept beside the rows
+
+    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        return self.render(rows, self.lookups(ctx, rows))
+
+    def lookups(self, ctx: FhirContext, rows: Sequence[Any]) -> Lookups:
+        ids = [r.id for r in rows]
+        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
+        if not self.side_tables:
+            return Lookups(persons)
+        return Lookups(
+            persons,
+            store.identifiers_of(ctx.session, self.resource_type, ids),
+            store.codings_of(ctx.session, self.resource_type, ids),
+        )
+
+    def compartment_query(
+        self,
+        ctx: FhirContext,
+        person_id: uuid.UUID,
+        record_ids: Sequence[uuid.UUID],
+        institutions: set[uuid.UUID],
+    ) -> Select[Any] | None:
+        table = self.model.__table__
+        return select(table).where(
+            store.in_ids(ctx.session, table.c.patient_record_id, record_ids),
+            table.c.institution_id.in_(institutions) if institutions else false(),
+            *self.compartment_filter(),
+        )
+
+    def compartment_filter(self) -> list[Any]:
+        return []
 
     def search_params(self) -> dict[str, SearchParam]:
         def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Select, false
+from sqlalchemy import Select, false, select
 
 from medalliance.access import policy
 from medalliance.access.permissions import Permission
@@ -17,7 +18,16 @@ from medalliance.domains.patients.models import Consent
 from medalliance.fhir import systems
 from medalliance.fhir.mappers.common import coding, instant, patient_ref, prune
 from medalliance.fhir.outcome import FhirError
-from medalliance.fhir.registry import Include, Mapper
+from medalliance.fhir.registry import (
+    FIRST_VERSION,
+    HISTORY,
+    READ,
+    SEARCH,
+    VREAD,
+    Include,
+    Lookups,
+    Mapper,
+)
 from medalliance.fhir.search import (
     SearchParam,
     SearchRequest,
@@ -39,6 +49,9 @@ class ConsentMapper(Mapper):
 
     resource_type = "Consent"
     model = Consent
+    # a decision is never changed: a new decision is a new row (the newest is in force)
+    immutable = True
+    interactions: ClassVar[tuple[str, ...]] = (READ, VREAD, SEARCH, HISTORY)
     patient_param: ClassVar[str | None] = "patient"
     includes: ClassVar[dict[str, Include]] = {"Consent:patient": Include("Patient", "person_id")}
     revincludes = ("Consent:patient",)
@@ -86,13 +99,26 @@ class ConsentMapper(Mapper):
             resource_id=row.id,
         )
 
+    def compartment_query(
+        self,
+        ctx: FhirContext,
+        person_id: uuid.UUID,
+        record_ids: Sequence[uuid.UUID],
+        institutions: set[uuid.UUID],
+    ) -> Select[Any] | None:
+        # consent is the person's own decision, not a member's entry
+        return select(Consent.__table__).where(Consent.person_id == person_id)
+
     def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
+        return self.render(rows, Lookups({}))
+
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         return [
             prune(
                 {
                     "resourceType": "Consent",
                     "id": str(c.id),
-                    "meta": {"lastUpdated": instant(c.recorded_at)},
+                    "meta": {"versionId": FIRST_VERSION, "lastUpdated": instant(c.recorded_at)},
                     "status": "active" if str(c.status) == "granted" else "inactive",
                     "scope": {"coding": [coding(systems.CONSENT_SCOPE, "patient-privacy")]},
                     "category": [
@@ -144,6 +170,8 @@ class AuditEventMapper(Mapper):
 
     resource_type = "AuditEvent"
     model = AuditEvent
+    immutable = True  # the trail is append-only and hash-chained
+    interactions: ClassVar[tuple[str, ...]] = (READ, VREAD, SEARCH, HISTORY)
 
     def __init__(self) -> None:
         self.params = {
@@ -222,7 +250,10 @@ class AuditEventMapper(Mapper):
                     {
                         "resourceType": "AuditEvent",
                         "id": str(e.event_id),
-                        "meta": {"lastUpdated": instant(e.recorded_at)},
+                        "meta": {
+                            "versionId": FIRST_VERSION,
+                            "lastUpdated": instant(e.recorded_at),
+                        },
                         "type": coding(
                             "http://dicom.nema.org/resources/ontology/DCM",
                             "110110",

@@ -8,9 +8,11 @@ a FHIR create cannot carry faithfully."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, false, select
 
 from medalliance.domains.tcm.models import Prescription
 from medalliance.fhir import systems
@@ -20,11 +22,10 @@ from medalliance.fhir.mappers.common import (
     instant,
     meta,
     patient_ref,
-    persons_of_records,
     prune,
 )
-from medalliance.fhir.registry import Include
-from medalliance.fhir.search import Criterion, SearchParam, date_param, reference_param, token
+from medalliance.fhir.registry import Include, Lookups
+from medalliance.fhir.search import NOT, Criterion, SearchParam, date_param, reference_param, token
 
 if TYPE_CHECKING:
     from medalliance.fhir.context import FhirContext
@@ -36,11 +37,11 @@ FROM_FHIR = {v: k for k, v in STATUS.items()}
 
 def _status_param() -> SearchParam:
     def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
-        wanted = [FROM_FHIR.get(token(v)[1], "-") for v in c.values]
-        clause = Prescription.status.in_(wanted)
+        wanted = [FROM_FHIR[code] for code in (token(v)[1] for v in c.values) if code in FROM_FHIR]
+        clause = Prescription.status.in_(wanted) if wanted else false()
         return query.where(~clause if c.modifier == "not" else clause)
 
-    return SearchParam("token", apply, "draft | active (signed) | cancelled")
+    return SearchParam("token", apply, "draft | active (signed) | cancelled", NOT)
 
 
 class MedicationRequestMapper(PatientDataMapper):
@@ -68,9 +69,26 @@ class MedicationRequestMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"authoredon": Prescription.created_at}
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
-        return [self._one(p, persons[p.patient_record_id]) for p in rows]
+    side_tables = False
+
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        return [self._one(p, look.persons[p.patient_record_id]) for p in rows]
+
+    def compartment_query(
+        self,
+        ctx: FhirContext,
+        person_id: uuid.UUID,
+        record_ids: Sequence[uuid.UUID],
+        institutions: set[uuid.UUID],
+    ) -> Select[Any] | None:
+        # ORM objects here: the herbs and drugs come with them (two selectin loads)
+        return select(Prescription).where(
+            Prescription.patient_record_id.in_(record_ids),
+            Prescription.institution_id.in_(institutions),
+        )
+
+    def fetch(self, ctx: FhirContext, query: Select[Any]) -> list[Any]:
+        return list(ctx.session.scalars(query))
 
     def _one(self, p: Prescription, person: Any) -> dict[str, Any]:
         herbs = sorted(p.herbs, key=lambda h: h.seq)

@@ -4,6 +4,7 @@ AllergyIntolerance, MedicationStatement, Procedure. Writes go through records.se
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -32,13 +33,12 @@ from medalliance.fhir.mappers.common import (
     instant,
     keep_identifiers,
     meta,
-    patient_ref,
     persons_of_records,
     prune,
     status_of,
 )
 from medalliance.fhir.outcome import invalid
-from medalliance.fhir.registry import CREATE, READ, SEARCH, UPDATE, Include, Written
+from medalliance.fhir.registry import CREATE, READ, SEARCH, UPDATE, Include, Lookups, Written
 from medalliance.fhir.search import (
     Criterion,
     SearchParam,
@@ -119,10 +119,6 @@ def _code_search(rtype: str, element: str, domain: dict[str | None, Any]) -> Sea
     return SearchParam("token", apply, f"{element} ([system|]code)")
 
 
-def _person_map(ctx: FhirContext, rows: list[Any]) -> dict[uuid.UUID, uuid.UUID]:
-    return persons_of_records(ctx, [r.patient_record_id for r in rows])
-
-
 class EncounterMapper(PatientDataMapper):
     resource_type = "Encounter"
     model = Encounter
@@ -157,11 +153,8 @@ class EncounterMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": Encounter.start, "status": Encounter.status}
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = _person_map(ctx, rows)
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "Encounter", ids)
-        codings = store.codings_of(ctx.session, "Encounter", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, codings = look.identifiers, look.codings
         out = []
         for e in rows:
             code, display = CLASS_TO_FHIR[str(e.encounter_class)]
@@ -179,7 +172,7 @@ class EncounterMapper(PatientDataMapper):
                         if kept_class
                         else coding(systems.ACT_CODE, code, display),
                         "type": [{"coding": types}] if types else None,
-                        "subject": patient_ref(persons[e.patient_record_id]),
+                        "subject": look.subject(e.patient_record_id),
                         "participant": [
                             {"individual": {"reference": f"Practitioner/{e.practitioner_id}"}}
                         ]
@@ -330,6 +323,26 @@ def _class_param() -> SearchParam:
     return SearchParam("token", apply, "AMB | IMP | EMER | VR")
 
 
+# Shared by every Condition answered (thousands in a $everything): built once, never changed.
+_CONDITION_CATEGORY = [
+    {
+        "coding": [
+            coding(
+                "http://terminology.hl7.org/CodeSystem/condition-category", "encounter-diagnosis"
+            )
+        ]
+    }
+]
+_CONDITION_CLINICAL = {
+    s: {"coding": [coding(systems.CONDITION_CLINICAL, s)]}
+    for s in ("active", "inactive", "resolved")
+}
+_CONDITION_VERIFICATION = {
+    s: {"coding": [coding(systems.CONDITION_VER_STATUS, s)]}
+    for s in ("confirmed", "entered-in-error")
+}
+
+
 class ConditionMapper(PatientDataMapper):
     """One integrated diagnosis: ICD-10, TCM disease and TCM pattern codings in Condition.code."""
 
@@ -364,11 +377,8 @@ class ConditionMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"recorded-date": Diagnosis.recorded_at}
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = _person_map(ctx, rows)
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "Condition", ids)
-        extra = store.codings_of(ctx.session, "Condition", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, extra = look.identifiers, look.codings
         out = []
         for d in rows:
             codings = [
@@ -390,39 +400,23 @@ class ConditionMapper(PatientDataMapper):
                 *extra.get((d.id, "code"), []),
             ]
             texts = [t for t in (d.western_text, d.tcm_disease_text, d.tcm_pattern_text) if t]
-            error = str(d.status) == "entered-in-error"
+            status = str(d.status)
             out.append(
                 prune(
                     {
                         "resourceType": "Condition",
                         "id": str(d.id),
-                        "meta": meta(d),
+                        "meta": {"lastUpdated": instant(d.updated_at)},
                         "identifier": side.get(d.id),
-                        "clinicalStatus": None
-                        if error
-                        else {"coding": [coding(systems.CONDITION_CLINICAL, str(d.status))]},
-                        "verificationStatus": {
-                            "coding": [
-                                coding(
-                                    systems.CONDITION_VER_STATUS,
-                                    "entered-in-error" if error else "confirmed",
-                                )
-                            ]
-                        },
-                        "category": [
-                            {
-                                "coding": [
-                                    coding(
-                                        "http://terminology.hl7.org/CodeSystem/condition-category",
-                                        "encounter-diagnosis",
-                                    )
-                                ]
-                            }
+                        "clinicalStatus": _CONDITION_CLINICAL.get(status),
+                        "verificationStatus": _CONDITION_VERIFICATION[
+                            "entered-in-error" if status == "entered-in-error" else "confirmed"
                         ],
+                        "category": _CONDITION_CATEGORY,
                         "code": prune(
                             {"coding": [c for c in codings if c], "text": " / ".join(texts)}
                         ),
-                        "subject": patient_ref(persons[d.patient_record_id]),
+                        "subject": look.subject(d.patient_record_id),
                         "encounter": {"reference": f"Encounter/{d.encounter_id}"},
                         "recordedDate": instant(d.recorded_at),
                     }
@@ -567,11 +561,8 @@ class AllergyIntoleranceMapper(PatientDataMapper):
             "date": date_param(Allergy.recorded_at),
         }
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = _person_map(ctx, rows)
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "AllergyIntolerance", ids)
-        extra = store.codings_of(ctx.session, "AllergyIntolerance", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, extra = look.identifiers, look.codings
         out = []
         for a in rows:
             herb = str(a.category) == "herb"
@@ -605,7 +596,7 @@ class AllergyIntoleranceMapper(PatientDataMapper):
                                 "text": a.substance,
                             }
                         ),
-                        "patient": patient_ref(persons[a.patient_record_id]),
+                        "patient": look.subject(a.patient_record_id),
                         "recordedDate": instant(a.recorded_at),
                         "reaction": [
                             prune(
@@ -709,11 +700,8 @@ class MedicationStatementMapper(PatientDataMapper):
             "effective": date_param(MedicationStatement.start_date, date_only=True),
         }
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = _person_map(ctx, rows)
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "MedicationStatement", ids)
-        extra = store.codings_of(ctx.session, "MedicationStatement", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, extra = look.identifiers, look.codings
         return [
             prune(
                 {
@@ -729,7 +717,7 @@ class MedicationStatementMapper(PatientDataMapper):
                             "text": m.drug,
                         }
                     ),
-                    "subject": patient_ref(persons[m.patient_record_id]),
+                    "subject": look.subject(m.patient_record_id),
                     "effectivePeriod": prune({"start": day(m.start_date), "end": day(m.end_date)})
                     or None,
                     "dateAsserted": instant(m.recorded_at),
@@ -807,11 +795,8 @@ class ProcedureMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": Procedure.performed_at}
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = _person_map(ctx, rows)
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "Procedure", ids)
-        extra = store.codings_of(ctx.session, "Procedure", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, extra = look.identifiers, look.codings
         return [
             prune(
                 {
@@ -827,7 +812,7 @@ class ProcedureMapper(PatientDataMapper):
                             "text": p.text,
                         }
                     ),
-                    "subject": patient_ref(persons[p.patient_record_id]),
+                    "subject": look.subject(p.patient_record_id),
                     "encounter": {"reference": f"Encounter/{p.encounter_id}"},
                     "performedDateTime": instant(p.performed_at),
                 }

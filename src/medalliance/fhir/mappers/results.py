@@ -6,6 +6,7 @@ check and supersession apply exactly as for HL7 v2 and the JSON API."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -13,7 +14,7 @@ from sqlalchemy import Select, false, not_, or_, select
 
 from medalliance.domains.results import schemas as result_schemas
 from medalliance.domains.results import service as results_service
-from medalliance.domains.results.models import Result, ResultKind
+from medalliance.domains.results.models import Result, ResultKind, ResultStatus
 from medalliance.fhir import bulk, store, systems
 from medalliance.fhir.mappers.common import (
     PatientDataMapper,
@@ -25,17 +26,24 @@ from medalliance.fhir.mappers.common import (
     identifier_pairs,
     identifier_param,
     instant,
-    meta,
-    patient_ref,
-    persons_of_records,
     prune,
     status_of,
 )
 from medalliance.fhir.mappers.records import _code_search
 from medalliance.fhir.models import FhirCoding
 from medalliance.fhir.outcome import invalid
-from medalliance.fhir.registry import CREATE, READ, SEARCH, Include, Written
-from medalliance.fhir.search import Criterion, SearchParam, SearchRequest, date_param, token
+from medalliance.fhir.registry import (
+    CREATE,
+    FIRST_VERSION,
+    HISTORY,
+    READ,
+    SEARCH,
+    VREAD,
+    Include,
+    Lookups,
+    Written,
+)
+from medalliance.fhir.search import NOT, Criterion, SearchParam, SearchRequest, date_param, token
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -73,7 +81,7 @@ def _category_param(rtype: str, default: str) -> SearchParam:
         clause = or_(*conditions) if conditions else false()
         return query.where(not_(clause) if c.modifier == "not" else clause)
 
-    return SearchParam("token", apply, f"category (default {default})")
+    return SearchParam("token", apply, f"category (default {default})", NOT)
 
 
 class _ResultMapper(PatientDataMapper):
@@ -94,6 +102,22 @@ class _ResultMapper(PatientDataMapper):
 
     def scope(self, ctx: FhirContext, query: Select[Any], req: SearchRequest) -> Select[Any]:
         return super().scope(ctx, query, req).where(Result.kind == self.kind)
+
+    def compartment_filter(self) -> list[Any]:
+        return [Result.kind == self.kind]
+
+    # A result is never changed once written: a correction is a new result that
+    # supersedes it (results.service._supersede sets only the old row's pointer, which
+    # is not part of the FHIR answer). So every Observation has one version, written at
+    # created_at.
+    immutable = True
+    interactions: ClassVar[tuple[str, ...]] = (READ, VREAD, SEARCH, HISTORY)
+
+    def last_updated_column(self) -> Any:
+        return Result.created_at
+
+    def _meta(self, r: Any) -> dict[str, Any]:
+        return {"versionId": FIRST_VERSION, "lastUpdated": instant(r.created_at)}
 
     def search_params(self) -> dict[str, SearchParam]:
         rtype = self.resource_type
@@ -128,11 +152,12 @@ def token_param_status() -> SearchParam:
     """status: the FHIR codes (amended is answered as corrected)."""
 
     def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
-        wanted = {OBSERVATION_STATUS.get(token(v)[1], token(v)[1]) for v in c.values}
-        clause = Result.status.in_(sorted(wanted))
+        known = {str(s) for s in ResultStatus}
+        wanted = {OBSERVATION_STATUS.get(token(v)[1], token(v)[1]) for v in c.values} & known
+        clause = Result.status.in_(sorted(wanted)) if wanted else false()
         return query.where(not_(clause) if c.modifier == "not" else clause)
 
-    return SearchParam("token", apply, "preliminary | final | corrected (amended)")
+    return SearchParam("token", apply, "preliminary | final | corrected (amended)", NOT)
 
 
 class ObservationMapper(_ResultMapper):
@@ -144,18 +169,15 @@ class ObservationMapper(_ResultMapper):
     model = Result
     kind = ResultKind.LAB
     default_category = "laboratory"
-    interactions = (READ, SEARCH, CREATE)
+    interactions = (READ, VREAD, SEARCH, CREATE, HISTORY)
     includes: ClassVar[dict[str, Include]] = {
         "Observation:patient": Include("Patient", "person_id"),
         "Observation:subject": Include("Patient", "person_id"),
     }
     revincludes = ("Observation:patient", "Observation:subject")
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "Observation", ids)
-        kept = store.codings_of(ctx.session, "Observation", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, kept = look.identifiers, look.codings
         out = []
         for r in rows:
             value_codes = kept.get((r.id, "value"))
@@ -182,12 +204,12 @@ class ObservationMapper(_ResultMapper):
                     {
                         "resourceType": "Observation",
                         "id": str(r.id),
-                        "meta": meta(r),
+                        "meta": self._meta(r),
                         "identifier": side.get(r.id),
                         "status": "amended" if str(r.status) == "corrected" else str(r.status),
                         "category": self._categories(r, kept.get((r.id, "category"))),
                         "code": self._code(r, kept.get((r.id, "code"))),
-                        "subject": patient_ref(persons[r.patient_record_id]),
+                        "subject": look.subject(r.patient_record_id),
                         "effectiveDateTime": instant(r.effective_at),
                         "issued": instant(r.issued_at),
                         "performer": [{"reference": f"Organization/{r.institution_id}"}],
@@ -364,25 +386,22 @@ class DiagnosticReportMapper(_ResultMapper):
                 hits = not hits
             return query if hits else query.where(false())
 
-        params["category"] = SearchParam("token", apply, "RAD (every imaging report)")
+        params["category"] = SearchParam("token", apply, "RAD (every imaging report)", NOT)
         return params
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, "DiagnosticReport", ids)
-        kept = store.codings_of(ctx.session, "DiagnosticReport", ids)
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
+        side, kept = look.identifiers, look.codings
         return [
             prune(
                 {
                     "resourceType": "DiagnosticReport",
                     "id": str(r.id),
-                    "meta": meta(r),
+                    "meta": self._meta(r),
                     "identifier": side.get(r.id),
                     "status": "amended" if str(r.status) == "corrected" else str(r.status),
                     "category": self._categories(r, None),
                     "code": self._code(r, kept.get((r.id, "code"))),
-                    "subject": patient_ref(persons[r.patient_record_id]),
+                    "subject": look.subject(r.patient_record_id),
                     "effectiveDateTime": instant(r.effective_at),
                     "issued": instant(r.issued_at),
                     "performer": [{"reference": f"Organization/{r.institution_id}"}],
