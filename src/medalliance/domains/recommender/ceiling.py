@@ -23,9 +23,9 @@ from medalliance.domains.recommender.model import TIE_BREAK
 MIN_CASES = (1, 5, 10, 20, 50)
 
 
-def exact_set_counts(symptom_sets: Sequence[tuple[int, ...]], truth: NDArray[np.floating]) -> (
-    tuple[NDArray[np.float32], NDArray[np.int64]]
-):
+def exact_set_counts(
+    symptom_sets: Sequence[tuple[int, ...]], truth: NDArray[np.floating]
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Per case: the herb counts over the cases with exactly its symptom set (itself
     included), and how many such cases there are."""
     keys = [tuple(sorted(s)) for s in symptom_sets]
@@ -89,8 +89,10 @@ def main() -> None:
     y_train = dataset.multi_hot(data.herbs, parts.train, n_herbs)
     conditional, popularity = training.fit_frequencies(x_train, y_train)
     model = load_shipped()
-    print("| part | cases whose set occurs ≥ N times in the part | distinct sets |"
-          " frequency P@5 | model P@5 | best possible P@5 |")
+    print(
+        "| part | cases whose set occurs ≥ N times in the part | distinct sets |"
+        " frequency P@5 | model P@5 | best possible P@5 |"
+    )
     print("|---|---|---|---|---|---|")
     for part, rows in (("validation", parts.validation), ("test", parts.test)):
         x = dataset.multi_hot(data.symptoms, rows, n_symptoms)
