@@ -192,6 +192,40 @@ def test_verify_detects_deleted_newest_rows_through_the_chain_head(
     assert f"ends at row {seqs[2]}" in report.problems[0].message
 
 
+@pytest.mark.postgres
+def test_rows_chained_in_python_and_by_the_database_function_verify_as_one_chain(
+    session_factory: Factory, clinician: Actor
+) -> None:
+    """Rows written before the append function (chained in Python) and after it, in
+    any order and with text that JSON escapes, form one chain that verifies."""
+    awkward = {"quote": '"', "backslash": "\\", "newline": "a\nb", "zh": "王秀英", "emoji": "🩺"}
+    start = last_seq(session_factory)
+    for in_python in (True, False, True, False):
+        with unit_of_work(session_factory) as s:
+            for n in range(3):
+                audit.record(
+                    s,
+                    clinician,
+                    action=f"mixed-{in_python}-{n}",
+                    resource_type="Thing",
+                    reason="原因: \"引号\" \\ \t",
+                    detail=awkward | {"n": n},
+                )
+            drafts = audit.take_pending(s)
+            s.flush()
+            if in_python:
+                audit._append_here(s.connection(), drafts)
+            else:
+                audit._append_in_database(s.connection(), drafts)
+
+    with session_factory() as s:
+        rows = list(s.scalars(select(AuditEvent).where(AuditEvent.seq > start).order_by("seq")))
+    assert [r.seq for r in rows] == list(range(start + 1, start + 13))
+    assert all(r.prev_hash == p.hash for p, r in zip(rows, rows[1:], strict=False))
+    assert json.loads(rows[-1].detail) == awkward | {"n": 2}
+    assert verify(session_factory).ok
+
+
 # --- concurrent writers (committed data in a database of their own) ---------------------
 
 
