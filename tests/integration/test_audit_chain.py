@@ -3,6 +3,7 @@ tampered row, concurrent writers, and the auditors' JSON API."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import uuid
@@ -208,7 +209,7 @@ def test_rows_chained_in_python_and_by_the_database_function_verify_as_one_chain
                     clinician,
                     action=f"mixed-{in_python}-{n}",
                     resource_type="Thing",
-                    reason="原因: \"引号\" \\ \t",
+                    reason='原因: "引号" \\ \t',
                     detail=awkward | {"n": n},
                 )
             drafts = audit.take_pending(s)
@@ -221,7 +222,7 @@ def test_rows_chained_in_python_and_by_the_database_function_verify_as_one_chain
     with session_factory() as s:
         rows = list(s.scalars(select(AuditEvent).where(AuditEvent.seq > start).order_by("seq")))
     assert [r.seq for r in rows] == list(range(start + 1, start + 13))
-    assert all(r.prev_hash == p.hash for p, r in zip(rows, rows[1:], strict=False))
+    assert all(r.prev_hash == p.hash for p, r in itertools.pairwise(rows))
     assert json.loads(rows[-1].detail) == awkward | {"n": 2}
     assert verify(session_factory).ok
 

@@ -110,7 +110,7 @@ def test_the_rule_is_the_one_rows_were_written_with() -> None:
 @pytest.mark.parametrize("seq", [1, 42, 10**12])
 def test_the_unsequenced_body_completed_with_seq_is_the_canonical_body(seq: int) -> None:
     """What the PostgreSQL append function relies on: "seq" sorts last."""
-    fields = BASE | {"seq": seq, "reason": "引号\"与,逗号}", "detail": '{"a":"}"}'}
+    fields = BASE | {"seq": seq, "reason": '引号"与,逗号}', "detail": '{"a":"}"}'}
     unsequenced = unsequenced_body(fields)
     body = json.loads(unsequenced + f',"seq":{seq}}}')
     assert list(body)[-1] == "seq" and body["seq"] == seq
