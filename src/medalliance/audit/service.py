@@ -96,6 +96,23 @@ def take_pending(session: Session) -> list[AuditDraft]:
     return pending
 
 
+def pending_mark(session: Session) -> int:
+    """Where the session's buffer ends now; pass it to ``discard_since`` later."""
+    return len(session.info.get(PENDING_KEY, []))
+
+
+def discard_since(session: Session, mark: int) -> int:
+    """Drop the events buffered after ``mark`` (see ``pending_mark``), except those that
+    must survive a rollback (denials): for work undone by a rolled-back savepoint, whose
+    events must not reach the trail. Returns how many were dropped."""
+    pending: list[AuditDraft] = session.info.setdefault(PENDING_KEY, [])
+    kept = [d for d in pending[mark:] if d.survives_rollback]
+    dropped = len(pending) - mark - len(kept)
+    del pending[mark:]
+    pending.extend(kept)
+    return dropped
+
+
 _EVENTS = cast(Table, AuditEvent.__table__)
 _HEAD = cast(Table, AuditChainHead.__table__)
 # Built once: SQLAlchemy's compiled cache then serves every flush.
