@@ -269,6 +269,44 @@ def test_concurrent_writers_keep_the_chain_gapless_and_valid(
 
 
 @pytest.mark.postgres
+def test_the_database_function_and_the_python_append_serialise_on_the_head(
+    scratch_db: ScratchDatabase, make_actor: Callable[..., Actor]
+) -> None:
+    """Writers of both kinds at once (e.g. during a rolling upgrade): both lock the
+    head row, so the chain stays gapless and valid."""
+    threads_n, rounds = 6, 10
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        actor = make_actor(Role.CLINICIAN, username=f"mixed-{n}")
+        append = audit._append_here if n % 2 else audit._append_in_database
+        try:
+            barrier.wait()
+            for i in range(rounds):
+                with scratch_db.factory() as s, s.begin():
+                    for j in range(1 + i % 2):
+                        audit.record(s, actor, action=f"m{n}-{i}-{j}", resource_type="Thing")
+                    append(s.connection(), audit.take_pending(s))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads_n)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=60)
+    assert not errors, errors
+
+    expected = threads_n * sum(1 + i % 2 for i in range(rounds))
+    with scratch_db.factory() as s:
+        seqs = list(s.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)))
+        report = audit.verify(s)
+    assert seqs == list(range(1, expected + 1))
+    assert report.ok, report.problems
+
+
+@pytest.mark.postgres
 def test_a_session_that_read_the_head_earlier_still_appends_after_others(
     scratch_db: ScratchDatabase, clinician: Actor
 ) -> None:
