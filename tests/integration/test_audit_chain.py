@@ -230,32 +230,41 @@ def test_rows_chained_in_python_and_by_the_database_function_verify_as_one_chain
 # --- concurrent writers (committed data in a database of their own) ---------------------
 
 
-@pytest.mark.postgres
-def test_concurrent_writers_keep_the_chain_gapless_and_valid(
-    scratch_db: ScratchDatabase, make_actor: Callable[..., Actor]
-) -> None:
-    threads_n, rounds = 8, 15
+def run_at_once(threads_n: int, body: Callable[[int], None]) -> None:
+    """``body(n)`` in ``threads_n`` threads released together; re-raise what failed."""
     barrier = threading.Barrier(threads_n)
     errors: list[BaseException] = []
 
-    def writer(n: int) -> None:
-        actor = make_actor(Role.CLINICIAN, username=f"writer-{n}")
+    def run(n: int) -> None:
         try:
             barrier.wait()
-            for i in range(rounds):
-                with unit_of_work(scratch_db.factory) as s:
-                    # 1 or 2 events per transaction
-                    for j in range(1 + (i + n) % 2):
-                        audit.record(s, actor, action=f"w{n}-{i}-{j}", resource_type="Thing")
+            body(n)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads_n)]
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(threads_n)]
     for t in workers:
         t.start()
     for t in workers:
         t.join(timeout=60)
     assert not errors, errors
+
+
+@pytest.mark.postgres
+def test_concurrent_writers_keep_the_chain_gapless_and_valid(
+    scratch_db: ScratchDatabase, make_actor: Callable[..., Actor]
+) -> None:
+    threads_n, rounds = 8, 15
+
+    def writer(n: int) -> None:
+        actor = make_actor(Role.CLINICIAN, username=f"writer-{n}")
+        for i in range(rounds):
+            with unit_of_work(scratch_db.factory) as s:
+                # 1 or 2 events per transaction
+                for j in range(1 + (i + n) % 2):
+                    audit.record(s, actor, action=f"w{n}-{i}-{j}", resource_type="Thing")
+
+    run_at_once(threads_n, writer)
 
     expected = sum(1 + (i + n) % 2 for n in range(threads_n) for i in range(rounds))
     with scratch_db.factory() as s:
@@ -275,28 +284,17 @@ def test_the_database_function_and_the_python_append_serialise_on_the_head(
     """Writers of both kinds at once (e.g. during a rolling upgrade): both lock the
     head row, so the chain stays gapless and valid."""
     threads_n, rounds = 6, 10
-    barrier = threading.Barrier(threads_n)
-    errors: list[BaseException] = []
 
     def writer(n: int) -> None:
         actor = make_actor(Role.CLINICIAN, username=f"mixed-{n}")
         append = audit._append_here if n % 2 else audit._append_in_database
-        try:
-            barrier.wait()
-            for i in range(rounds):
-                with scratch_db.factory() as s, s.begin():
-                    for j in range(1 + i % 2):
-                        audit.record(s, actor, action=f"m{n}-{i}-{j}", resource_type="Thing")
-                    append(s.connection(), audit.take_pending(s))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(rounds):
+            with scratch_db.factory() as s, s.begin():
+                for j in range(1 + i % 2):
+                    audit.record(s, actor, action=f"m{n}-{i}-{j}", resource_type="Thing")
+                append(s.connection(), audit.take_pending(s))
 
-    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads_n)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=60)
-    assert not errors, errors
+    run_at_once(threads_n, writer)
 
     expected = threads_n * sum(1 + i % 2 for i in range(rounds))
     with scratch_db.factory() as s:
