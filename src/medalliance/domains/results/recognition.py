@@ -105,7 +105,7 @@ def order_check(
     codes = list(dict.fromkeys(data.items))
     now = utcnow()
     # Plain columns through the session's connection, not ORM objects: this runs at
-    # every order and must stay cheap.
+    # every order and must stay cheap (a read-only use case: nothing pending to flush).
     rows = (
         session.connection()
         .execute(_CANDIDATES, {"person_id": data.patient_id, "codes": codes})
