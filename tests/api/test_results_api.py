@@ -234,6 +234,26 @@ def test_a_correction_supersedes_and_never_overwrites(
     assert (new.value_numeric, new.status) == (6.2, "corrected")
 
 
+def test_the_timeline_shows_the_correction_not_the_report_it_superseded(
+    client: TestClient, world: Any
+) -> None:
+    assert _post(client, world.gw_a, oru("W-1", world.a.code))[0] == 200
+    corrected = oru(
+        "W-2", world.a.code, observations=[obx(1, "14749-6", "6.2", "mmol/L", status="C")]
+    )
+    assert _post(client, world.gw_a, corrected)[0] == 200
+    pid = _register_at_c_with_encounter(client, world)
+
+    timeline = client.get(f"/api/patients/{pid}/timeline", params={"types": "result"},
+                          headers=world.doc_c)  # fmt: skip
+
+    assert timeline.status_code == 200, timeline.text
+    body = timeline.json()
+    assert [(e["status"], "6.2 mmol/L" in e["summary"]) for e in body["entries"]] == [
+        ("corrected", True)
+    ]
+
+
 def test_an_imaging_report_carries_report_conclusion_and_pacs_link(
     client: TestClient, session: Session, world: Any
 ) -> None:

@@ -3,6 +3,7 @@ tampered row, concurrent writers, and the auditors' JSON API."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import uuid
@@ -192,7 +193,61 @@ def test_verify_detects_deleted_newest_rows_through_the_chain_head(
     assert f"ends at row {seqs[2]}" in report.problems[0].message
 
 
+@pytest.mark.postgres
+def test_rows_chained_in_python_and_by_the_database_function_verify_as_one_chain(
+    session_factory: Factory, clinician: Actor
+) -> None:
+    """Rows written before the append function (chained in Python) and after it, in
+    any order and with text that JSON escapes, form one chain that verifies."""
+    awkward = {"quote": '"', "backslash": "\\", "newline": "a\nb", "zh": "王秀英", "emoji": "🩺"}
+    start = last_seq(session_factory)
+    for in_python in (True, False, True, False):
+        with unit_of_work(session_factory) as s:
+            for n in range(3):
+                audit.record(
+                    s,
+                    clinician,
+                    action=f"mixed-{in_python}-{n}",
+                    resource_type="Thing",
+                    reason='原因: "引号" \\ \t',
+                    detail=awkward | {"n": n},
+                )
+            drafts = audit.take_pending(s)
+            s.flush()
+            if in_python:
+                audit._append_here(s.connection(), drafts)
+            else:
+                audit._append_in_database(s.connection(), drafts)
+
+    with session_factory() as s:
+        rows = list(s.scalars(select(AuditEvent).where(AuditEvent.seq > start).order_by("seq")))
+    assert [r.seq for r in rows] == list(range(start + 1, start + 13))
+    assert all(r.prev_hash == p.hash for p, r in itertools.pairwise(rows))
+    assert json.loads(rows[-1].detail) == awkward | {"n": 2}
+    assert verify(session_factory).ok
+
+
 # --- concurrent writers (committed data in a database of their own) ---------------------
+
+
+def run_at_once(threads_n: int, body: Callable[[int], None]) -> None:
+    """``body(n)`` in ``threads_n`` threads released together; re-raise what failed."""
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            barrier.wait()
+            body(n)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(threads_n)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=60)
+    assert not errors, errors
 
 
 @pytest.mark.postgres
@@ -200,27 +255,16 @@ def test_concurrent_writers_keep_the_chain_gapless_and_valid(
     scratch_db: ScratchDatabase, make_actor: Callable[..., Actor]
 ) -> None:
     threads_n, rounds = 8, 15
-    barrier = threading.Barrier(threads_n)
-    errors: list[BaseException] = []
 
     def writer(n: int) -> None:
         actor = make_actor(Role.CLINICIAN, username=f"writer-{n}")
-        try:
-            barrier.wait()
-            for i in range(rounds):
-                with unit_of_work(scratch_db.factory) as s:
-                    # 1 or 2 events per transaction
-                    for j in range(1 + (i + n) % 2):
-                        audit.record(s, actor, action=f"w{n}-{i}-{j}", resource_type="Thing")
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(rounds):
+            with unit_of_work(scratch_db.factory) as s:
+                # 1 or 2 events per transaction
+                for j in range(1 + (i + n) % 2):
+                    audit.record(s, actor, action=f"w{n}-{i}-{j}", resource_type="Thing")
 
-    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads_n)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=60)
-    assert not errors, errors
+    run_at_once(threads_n, writer)
 
     expected = sum(1 + (i + n) % 2 for n in range(threads_n) for i in range(rounds))
     with scratch_db.factory() as s:
@@ -231,6 +275,33 @@ def test_concurrent_writers_keep_the_chain_gapless_and_valid(
     assert len(set(actions)) == expected
     assert report.ok, report.problems
     assert report.rows_checked == expected
+
+
+@pytest.mark.postgres
+def test_the_database_function_and_the_python_append_serialise_on_the_head(
+    scratch_db: ScratchDatabase, make_actor: Callable[..., Actor]
+) -> None:
+    """Writers of both kinds at once (e.g. during a rolling upgrade): both lock the
+    head row, so the chain stays gapless and valid."""
+    threads_n, rounds = 6, 10
+
+    def writer(n: int) -> None:
+        actor = make_actor(Role.CLINICIAN, username=f"mixed-{n}")
+        append = audit._append_here if n % 2 else audit._append_in_database
+        for i in range(rounds):
+            with scratch_db.factory() as s, s.begin():
+                for j in range(1 + i % 2):
+                    audit.record(s, actor, action=f"m{n}-{i}-{j}", resource_type="Thing")
+                append(s.connection(), audit.take_pending(s))
+
+    run_at_once(threads_n, writer)
+
+    expected = threads_n * sum(1 + i % 2 for i in range(rounds))
+    with scratch_db.factory() as s:
+        seqs = list(s.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)))
+        report = audit.verify(s)
+    assert seqs == list(range(1, expected + 1))
+    assert report.ok, report.problems
 
 
 @pytest.mark.postgres

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from medalliance.audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_detail, row_hash
+from medalliance.audit.chain import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    canonical_detail,
+    chain_hash,
+    row_hash,
+    unsequenced_body,
+)
 
 BASE: dict[str, Any] = {
     "seq": 42,
@@ -88,3 +96,23 @@ def test_canonical_detail_ignores_key_order_and_keeps_unicode() -> None:
     assert canonical_detail({"b": 1, "a": "中文"}) == canonical_detail({"a": "中文", "b": 1})
     assert canonical_detail({"a": "中文"}) == '{"a":"中文"}'
     assert canonical_detail(None) == canonical_detail({}) == "{}"
+
+
+def test_the_rule_is_the_one_rows_were_written_with() -> None:
+    """Pinned: the digest of BASE under the chain's original rule (sha256 of prev_hash, a
+    newline and the sorted, compact JSON of the fields). Rows already in the trail verify
+    only while this holds; a new rule needs a version of its own."""
+    assert row_hash(PREV, BASE) == (
+        "8b87803a613745b3bf8a375a290e34260f8e11a236331a5702e65e74150b0bc0"
+    )
+
+
+@pytest.mark.parametrize("seq", [1, 42, 10**12])
+def test_the_unsequenced_body_completed_with_seq_is_the_canonical_body(seq: int) -> None:
+    """What the PostgreSQL append function relies on: "seq" sorts last."""
+    fields = BASE | {"seq": seq, "reason": '引号"与,逗号}', "detail": '{"a":"}"}'}
+    unsequenced = unsequenced_body(fields)
+    body = json.loads(unsequenced + f',"seq":{seq}}}')
+    assert list(body)[-1] == "seq" and body["seq"] == seq
+    assert body["reason"] == fields["reason"] and set(body) == set(HASHED_FIELDS)
+    assert chain_hash(PREV, unsequenced, seq) == row_hash(PREV, fields)

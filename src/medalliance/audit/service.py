@@ -8,6 +8,7 @@ head's row lock for as short a time as possible. Events marked ``survives_rollba
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,10 +16,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Connection, Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from medalliance.audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_detail, row_hash
+from medalliance.audit.chain import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    canonical_detail,
+    row_hash,
+    unsequenced_body,
+)
+from medalliance.audit.ddl import APPEND_FUNCTION
 from medalliance.audit.models import AuditChainHead, AuditEvent
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
@@ -88,6 +96,23 @@ def take_pending(session: Session) -> list[AuditDraft]:
     return pending
 
 
+def pending_mark(session: Session) -> int:
+    """Where the session's buffer ends now; pass it to ``discard_since`` later."""
+    return len(session.info.get(PENDING_KEY, []))
+
+
+def discard_since(session: Session, mark: int) -> int:
+    """Drop the events buffered after ``mark`` (see ``pending_mark``), except those that
+    must survive a rollback (denials): for work undone by a rolled-back savepoint, whose
+    events must not reach the trail. Returns how many were dropped."""
+    pending: list[AuditDraft] = session.info.setdefault(PENDING_KEY, [])
+    kept = [d for d in pending[mark:] if d.survives_rollback]
+    dropped = len(pending) - mark - len(kept)
+    del pending[mark:]
+    pending.extend(kept)
+    return dropped
+
+
 _EVENTS = cast(Table, AuditEvent.__table__)
 _HEAD = cast(Table, AuditChainHead.__table__)
 # Built once: SQLAlchemy's compiled cache then serves every flush.
@@ -96,12 +121,13 @@ _READ_HEAD = (
 )
 _INSERT_EVENTS = insert(_EVENTS)
 _UPDATE_HEAD = update(_HEAD).where(_HEAD.c.id == HEAD_ID)
+_APPEND = text(f"SELECT {APPEND_FUNCTION}(CAST(:events AS jsonb))")
 
 
-def _fields(draft: AuditDraft, seq: int) -> dict[str, Any]:
+def _fields(draft: AuditDraft) -> dict[str, Any]:
+    """The row's columns but ``seq``, ``prev_hash`` and ``hash`` (set when chained)."""
     actor = draft.actor
     return {
-        "seq": seq,
         "event_id": draft.event_id,
         "recorded_at": draft.recorded_at,
         "action": draft.action,
@@ -124,10 +150,10 @@ def _fields(draft: AuditDraft, seq: int) -> dict[str, Any]:
 def flush_pending(session: Session, drafts: list[AuditDraft] | None = None) -> int:
     """Append buffered events to the chain inside the session's current transaction.
 
-    Three statements whatever the number of events: lock and read the chain head,
-    one INSERT of all the events (hashes chained in Python), update the head.
-    Core, not ORM objects: audit rows are written on every request and never read back
-    in the same unit of work.
+    On PostgreSQL one statement whatever the number of events: the append function
+    (``audit.ddl``) locks the head, numbers, hashes and inserts them. Elsewhere three:
+    lock and read the head, one INSERT of all the events (hashes chained in Python),
+    update the head. Either way the head's row lock serialises writers until commit.
     """
     if drafts is None:
         drafts = take_pending(session)
@@ -136,6 +162,30 @@ def flush_pending(session: Session, drafts: list[AuditDraft] | None = None) -> i
     # Pending ORM changes go first: the head lock is then held as briefly as possible.
     session.flush()
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        _append_in_database(connection, drafts)
+    else:
+        _append_here(connection, drafts)
+    # The head may sit in this session's identity map (verify, tests): refresh it there.
+    cached = session.identity_map.get(session.identity_key(AuditChainHead, (HEAD_ID,)))
+    if cached is not None:
+        session.expire(cached)
+    return len(drafts)
+
+
+def _append_in_database(connection: Connection, drafts: list[AuditDraft]) -> None:
+    """One round trip: the rows travel as JSON with their unsequenced bodies; the
+    function assigns seq and hashes under the head's lock (measured on PostgreSQL with
+    one event per call, it took the order check from 11 round trips to 9)."""
+    events = []
+    for draft in drafts:
+        fields = _fields(draft)
+        fields["unsequenced"] = unsequenced_body(fields)
+        events.append(fields)
+    connection.execute(_APPEND, {"events": json.dumps(events, default=str)})
+
+
+def _append_here(connection: Connection, drafts: list[AuditDraft]) -> None:
     head = connection.execute(_READ_HEAD).one_or_none()
     if head is None:
         seq, prev = 0, GENESIS_HASH
@@ -144,15 +194,14 @@ def flush_pending(session: Session, drafts: list[AuditDraft] | None = None) -> i
     rows: list[dict[str, Any]] = []
     for draft in drafts:
         seq += 1
-        fields = _fields(draft, seq)
+        fields = _fields(draft)
+        fields["seq"] = seq
         digest = row_hash(prev, fields)
         fields["prev_hash"], fields["hash"] = prev, digest
         rows.append(fields)
         prev = digest
     # One Core INSERT, compiled once per process, executed with the whole list of
-    # parameter sets: psycopg 3 pipelines them in one round trip, SQLite loops in C.
-    # Measured on PostgreSQL with 100 events: 10.7 ms, against 22 ms for a rendered
-    # multi-row VALUES (psycopg re-parses the long SQL text) and 20 ms for ORM objects.
+    # parameter sets (SQLite loops in C).
     connection.execute(_INSERT_EVENTS, rows)
     now = utcnow()
     if head is None:
@@ -161,11 +210,6 @@ def flush_pending(session: Session, drafts: list[AuditDraft] | None = None) -> i
         )
     else:
         connection.execute(_UPDATE_HEAD.values(last_seq=seq, last_hash=prev, updated_at=now))
-    # The head may sit in this session's identity map (verify, tests): refresh it there.
-    cached = session.identity_map.get(session.identity_key(AuditChainHead, (HEAD_ID,)))
-    if cached is not None:
-        session.expire(cached)
-    return len(rows)
 
 
 @dataclass(frozen=True, slots=True)

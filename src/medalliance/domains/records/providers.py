@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -20,26 +20,38 @@ from medalliance.kernel.clock import utcnow
 CARE_WINDOW = timedelta(days=180)
 
 
+# Built once with bind parameters (this runs at every decision on another member's
+# data): one statement, the person's records as a subquery.
+_RECENT_ENCOUNTER = (
+    select(Encounter.id)
+    .where(
+        Encounter.patient_record_id.in_(
+            patients_service.record_ids_query(bindparam("person_id", type_=Encounter.id.type))
+        ),
+        Encounter.institution_id == bindparam("institution_id", type_=Encounter.id.type),
+        Encounter.status.not_in([EncounterStatus.CANCELLED, EncounterStatus.ENTERED_IN_ERROR]),
+        or_(
+            Encounter.status == EncounterStatus.IN_PROGRESS,
+            Encounter.start >= bindparam("since", type_=Encounter.start.type),
+        ),
+    )
+    .order_by(Encounter.start.desc())
+    .limit(1)
+)
+
+
 def encounter_relationship(
     session: Session, actor: Actor, person_id: uuid.UUID
 ) -> policy.CareRelationship | None:
     if actor.institution_id is None:
         return None
-    # One statement: the person's records as a subquery (this runs at every decision
-    # on another member's data).
-    encounter_id = session.scalar(
-        select(Encounter.id)
-        .where(
-            Encounter.patient_record_id.in_(patients_service.record_ids_query(person_id)),
-            Encounter.institution_id == actor.institution_id,
-            Encounter.status.not_in([EncounterStatus.CANCELLED, EncounterStatus.ENTERED_IN_ERROR]),
-            or_(
-                Encounter.status == EncounterStatus.IN_PROGRESS,
-                Encounter.start >= utcnow() - CARE_WINDOW,
-            ),
-        )
-        .order_by(Encounter.start.desc())
-        .limit(1)
+    encounter_id = session.scalar(  # autoflush: an encounter added in this unit counts
+        _RECENT_ENCOUNTER,
+        {
+            "person_id": person_id,
+            "institution_id": actor.institution_id,
+            "since": utcnow() - CARE_WINDOW,
+        },
     )
     if encounter_id is None:
         return None

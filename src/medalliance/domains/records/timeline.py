@@ -83,6 +83,8 @@ class EntryTable:
     at: InstrumentedAttribute[datetime]
     institution_id: InstrumentedAttribute[uuid.UUID]
     patient_record_id: InstrumentedAttribute[uuid.UUID]
+    # rows of the table that are entries (e.g. results not superseded); None: all
+    shown: ColumnElement[bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +324,8 @@ def _keys(
     for name, source in paged:
         t = source.table
         where: list[ColumnElement[bool]] = [t.patient_record_id.in_(records)]
+        if t.shown is not None:
+            where.append(t.shown)
         if since:
             where.append(t.at >= bindparam("since"))
         if until:

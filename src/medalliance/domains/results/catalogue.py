@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from medalliance.access.permissions import Permission
@@ -165,30 +166,68 @@ ITEM_ANSWER_COLUMNS = (
     RecognitionItem.name_en,
 )
 
-_ITEM_VERSIONS = (
-    select(*ITEM_ANSWER_COLUMNS)
+# Built once (the order check runs it at every order): every list version of the items,
+# each with the EQA periods of the given members for the item (an accreditation is
+# only ever recorded for an item on the list, so the outer join loses none).
+_VERSIONS_AND_EQA = (
+    select(
+        *ITEM_ANSWER_COLUMNS,
+        LabAccreditation.id.label("eqa_id"),
+        LabAccreditation.institution_id.label("eqa_institution_id"),
+        LabAccreditation.passed.label("eqa_passed"),
+        LabAccreditation.valid_from.label("eqa_from"),
+        LabAccreditation.valid_to.label("eqa_to"),
+    )
+    .outerjoin(
+        LabAccreditation,
+        and_(
+            LabAccreditation.item_code == RecognitionItem.code,
+            LabAccreditation.institution_id.in_(bindparam("institution_ids", expanding=True)),
+        ),
+    )
     .where(RecognitionItem.code.in_(bindparam("codes", expanding=True)))
     .order_by(RecognitionItem.code, RecognitionItem.version)
 )
 
 
-def versions_and_current(
-    session: Session, codes: Collection[str], day: date
-) -> tuple[dict[str, list[rules.ListVersion]], dict[str, Any]]:
-    """In one query: every list version of the items, and the version in force on ``day``
-    (a row of ``ITEM_ANSWER_COLUMNS``: plain columns, not ORM objects, for the order check)."""
-    versions: dict[str, list[rules.ListVersion]] = defaultdict(list)
-    current: dict[str, Any] = {}
+@dataclass(slots=True)
+class RecognitionFacts:
+    """What the rules need about the items of an order, read in one statement."""
+
+    versions: dict[str, list[rules.ListVersion]] = field(default_factory=dict)
+    # the version in force on the day: a row of ITEM_ANSWER_COLUMNS (plain columns)
+    current: dict[str, Any] = field(default_factory=dict)
+    periods: dict[tuple[uuid.UUID, str], list[rules.EqaPeriod]] = field(default_factory=dict)
+
+
+def recognition_facts(
+    session: Session, codes: Collection[str], institution_ids: Collection[uuid.UUID], day: date
+) -> RecognitionFacts:
+    """List versions of the items, the version in force on ``day``, and the EQA periods
+    of ``institution_ids`` for them: one round trip for the order check."""
+    found = RecognitionFacts()
     if not codes:
-        return versions, current
-    rows = session.execute(_ITEM_VERSIONS, {"codes": list(codes)})
-    for row in rows:
-        versions[row.code].append(
-            rules.ListVersion(row.version, row.valid_from, row.valid_to, row.validity_days)
-        )
-        if row.valid_from <= day and (row.valid_to is None or day < row.valid_to):
-            current[row.code] = row
-    return versions, current
+        return found
+    rows = session.connection().execute(
+        _VERSIONS_AND_EQA, {"codes": list(codes), "institution_ids": list(institution_ids)}
+    )
+    versions_seen: set[tuple[str, int]] = set()
+    periods_seen: set[uuid.UUID] = set()
+    for row in rows:  # one row per (version, period) pair of an item
+        code = row.code
+        if (code, row.version) not in versions_seen:
+            versions_seen.add((code, row.version))
+            found.versions.setdefault(code, []).append(
+                rules.ListVersion(row.version, row.valid_from, row.valid_to, row.validity_days)
+            )
+            if row.valid_from <= day and (row.valid_to is None or day < row.valid_to):
+                found.current[code] = row
+        if row.eqa_id is not None and row.eqa_id not in periods_seen:
+            periods_seen.add(row.eqa_id)
+            found.periods.setdefault((row.eqa_institution_id, code), []).append(
+                rules.EqaPeriod(row.eqa_passed, row.eqa_from, row.eqa_to)
+            )
+    return found
 
 
 # --- accreditation ------------------------------------------------------------------------

@@ -2,59 +2,61 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, String, type_coerce
 
 from medalliance.domains.records import timeline
 from medalliance.domains.results.models import Result, ResultKind
 
+# Paged in SQL by the timeline (a long history costs what one page costs); superseded
+# reports are not entries: the correction that replaced them is.
+_TABLE = timeline.EntryTable(
+    Result.id,
+    Result.effective_at,
+    Result.institution_id,
+    Result.patient_record_id,
+    shown=Result.superseded_by_id.is_(None),
+)
+_COLUMNS: list[ColumnElement[Any]] = [
+    # enumerations as the strings stored: the entry only prints them
+    type_coerce(Result.kind, String()),
+    Result.item_code.expression,
+    Result.item_name.expression,
+    Result.value_numeric.expression,
+    Result.value_text.expression,
+    Result.unit.expression,
+    Result.abnormal_flag.expression,
+    type_coerce(Result.status, String()),
+    Result.hr_mark.expression,
+    Result.modality.expression,
+    Result.conclusion.expression,
+]
 
-def _results(session: Session, records: Sequence[uuid.UUID]) -> list[timeline.RawEntry]:
-    r = Result
-    rows = session.execute(
-        select(
-            r.id,
-            r.effective_at,
-            r.institution_id,
-            r.kind,
-            r.item_code,
-            r.item_name,
-            r.value_numeric,
-            r.value_text,
-            r.unit,
-            r.abnormal_flag,
-            r.status,
-            r.hr_mark,
-            r.modality,
-            r.conclusion,
-        ).where(r.patient_record_id.in_(records), r.superseded_by_id.is_(None))
+
+def _result(row: Sequence[Any]) -> timeline.RawEntry:
+    """(id, at, institution_id, *_COLUMNS) -> the entry."""
+    (rid, at, institution_id, kind, code, name, number, text, unit, flag, status, hr, modality,
+     conclusion) = row  # fmt: skip
+    name = name or code
+    if kind == ResultKind.LAB:
+        value = text if number is None else f"{number:g}"
+        summary = f"{name}: {value} {unit or ''}".strip()
+        if flag and flag != "N":
+            summary += f" ({flag})"
+    else:
+        summary = f"{modality} {name}: {conclusion or ''}".strip(": ")
+    return timeline.RawEntry(
+        "result",
+        rid,
+        at,
+        institution_id,
+        summary[:300],
+        status,
+        None,
+        {"kind": kind, "item_code": code, "hr_mark": hr},
     )
-    entries = []
-    for row in rows:
-        name = row[5] or row[4]
-        if row[3] is ResultKind.LAB:
-            value = row[7] if row[6] is None else f"{row[6]:g}"
-            summary = f"{name}: {value} {row[8] or ''}".strip()
-            if row[9] and row[9] != "N":
-                summary += f" ({row[9]})"
-        else:
-            summary = f"{row[12]} {name}: {row[13] or ''}".strip(": ")
-        entries.append(
-            timeline.RawEntry(
-                "result",
-                row[0],
-                row[1],
-                row[2],
-                summary[:300],
-                str(row[10]),
-                None,
-                {"kind": str(row[3]), "item_code": row[4], "hr_mark": row[11]},
-            )
-        )
-    return entries
 
 
-timeline.register_source("result", _results)
+timeline.register_paged_source("result", table=_TABLE, columns=_COLUMNS, build=_result)

@@ -30,15 +30,21 @@ from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 _INSTITUTION_ID_BY_CODE = select(Institution.id).where(Institution.code == bindparam("code"))
+# An institution's code never changes (``InstitutionUpdate`` has no code) and ids are
+# never reused, so the code of an institution that placed an order is remembered for
+# the life of the process: the check then costs no query. Only confirmed pairs are kept.
+_CODE_OF_INSTITUTION: dict[uuid.UUID, str] = {}
 
 
-def _ordering_institution(session: Session, actor: Actor, code: str) -> uuid.UUID:
+def _check_ordering_institution(session: Session, actor: Actor, code: str) -> None:
+    if actor.institution_id is not None and _CODE_OF_INSTITUTION.get(actor.institution_id) == code:
+        return
     institution_id = session.scalar(_INSTITUTION_ID_BY_CODE, {"code": code})
     if institution_id is None:
         raise InvalidInput(f"No institution with code {code!r}.", field="institution_code")
     if institution_id != actor.institution_id:
         raise PermissionDenied("You can only check orders placed at your own institution.")
-    return institution_id
+    _CODE_OF_INSTITUTION[institution_id] = code
 
 
 CANDIDATE_COLUMNS = (
@@ -86,7 +92,7 @@ class _Candidate:
 def order_check(
     session: Session, actor: Actor, data: schemas.OrderCheckIn
 ) -> schemas.OrderCheckOut:
-    _ordering_institution(session, actor, data.institution_code)
+    _check_ordering_institution(session, actor, data.institution_code)
     facts = patients_service.facts_or_404(session, data.patient_id)
     decision = policy.enforce(
         session,
@@ -98,24 +104,32 @@ def order_check(
     )
     codes = list(dict.fromkeys(data.items))
     now = utcnow()
-    # Plain columns, not ORM objects: this runs at every order and must stay cheap.
-    rows = list(session.execute(_CANDIDATES, {"person_id": data.patient_id, "codes": codes}))
+    # Plain columns through the session's connection, not ORM objects: this runs at
+    # every order and must stay cheap (a read-only use case: nothing pending to flush).
+    rows = (
+        session.connection()
+        .execute(_CANDIDATES, {"person_id": data.patient_id, "codes": codes})
+        .all()
+    )
     owner_codes = {r.institution_id: r.institution_code for r in rows}
     allowed = visible_owners(session, actor, facts, owner_codes)
     rows = [r for r in rows if allowed[r.institution_id]]
-    versions, items = catalogue.versions_and_current(session, codes, now.date())
-    periods = catalogue.eqa_periods(session, {r.institution_id for r in rows}, codes)
+    known = catalogue.recognition_facts(
+        session, codes, {r.institution_id for r in rows}, now.date()
+    )
     by_code: dict[str, list[_Candidate]] = defaultdict(list)
     for row in rows:
         verdict = rules.evaluate(
             effective_at=row.effective_at,
             status=row.status,
-            versions=versions.get(row.item_code, []),
-            periods=periods.get((row.institution_id, row.item_code), []),
+            versions=known.versions.get(row.item_code, []),
+            periods=known.periods.get((row.institution_id, row.item_code), []),
             now=now,
         )
         by_code[row.item_code].append(_Candidate(row, verdict))
-    out_items = [_item_answer(code, items.get(code), by_code.get(code, []), now) for code in codes]
+    out_items = [
+        _item_answer(code, known.current.get(code), by_code.get(code, []), now) for code in codes
+    ]
     hidden = sorted(owner_codes[o] for o, ok in allowed.items() if not ok)
     audit.record(
         session,

@@ -90,16 +90,11 @@ def ingest(session: Session, actor: Actor, raw: str) -> Outcome:
         foreign = Hl7Problem("MSH", 4, "this account may post results only for its own "
                              "institution", "207", ack_code="AR")  # fmt: skip
         return _rejected(session, actor, header, foreign, 403, denied=True)
-    earlier = session.scalar(
-        select(Hl7Message.id).where(
-            Hl7Message.sending_institution_id == sender.id,
-            Hl7Message.control_id == parsed.control_id,
-        )
-    )
+    earlier = _stored_message(session, sender.id, parsed.control_id)
     if earlier is not None:
         return _duplicate(session, actor, header, earlier)
     writer = dataclasses.replace(actor, permissions=actor.permissions | {Permission.PATIENT_WRITE})
-    audit_mark = len(session.info.get(audit.PENDING_KEY, []))
+    audit_mark = audit.pending_mark(session)
     savepoint = session.begin_nested()
     try:
         outcome = _store(session, writer, sender.id, parsed, raw, header)
@@ -107,21 +102,26 @@ def ingest(session: Session, actor: Actor, raw: str) -> Outcome:
         return outcome
     except Hl7Problem as problem:
         savepoint.rollback()
-        _forget_audit_since(session, audit_mark)
+        audit.discard_since(session, audit_mark)  # writes undone; denials stay
         return _rejected(session, actor, header, problem)
     except IntegrityError:
         # Another request stored the same control id between our check and insert.
         savepoint.rollback()
-        _forget_audit_since(session, audit_mark)
-        again = session.scalar(
-            select(Hl7Message.id).where(
-                Hl7Message.sending_institution_id == sender.id,
-                Hl7Message.control_id == parsed.control_id,
-            )
-        )
+        audit.discard_since(session, audit_mark)
+        again = _stored_message(session, sender.id, parsed.control_id)
         if again is None:
             raise
         return _duplicate(session, actor, header, again)
+
+
+def _stored_message(session: Session, sender_id: uuid.UUID, control_id: str) -> uuid.UUID | None:
+    """The message this sender already sent with this MSH-10 control id, if any."""
+    return session.scalar(
+        select(Hl7Message.id).where(
+            Hl7Message.sending_institution_id == sender_id,
+            Hl7Message.control_id == control_id,
+        )
+    )
 
 
 def _store(
@@ -251,13 +251,6 @@ def _resolve_patient(
     except DomainError as exc:
         raise Hl7Problem("PID", PID_FIELDS.get(exc.field or "", 3), exc.detail, "102") from exc
     return registered.record_id, registered.patient.id, registered.review_candidates
-
-
-def _forget_audit_since(session: Session, mark: int) -> None:
-    """Writes rolled back with the savepoint are not in the trail; denials stay."""
-    pending = audit.take_pending(session)
-    kept = pending[:mark] + [d for d in pending[mark:] if d.survives_rollback]
-    session.info[audit.PENDING_KEY] = kept
 
 
 def _rejected(
