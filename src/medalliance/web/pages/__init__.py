@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from medalliance.web.pages import account, home, patients
+from medalliance.web.pages import account, chart, home, patients
 
 PAGE_ROUTERS: list[APIRouter] = [
     account.router,
     home.router,
     patients.router,
+    chart.router,
 ]
