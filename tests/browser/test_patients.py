@@ -62,6 +62,7 @@ def test_the_chart_shows_every_section(
         page.click(f"#tab-{tab}")
         page.wait_for_url(f"**tab={tab}")
         page.locator(f"#section {selector}, #section .empty").first.wait_for()
+        assert page.locator(f"#tab-{tab}").get_attribute("aria-selected") == "true"
     page.click("#tab-results")
     page.locator("#section table.results-table, #section .empty").first.wait_for()
     if page.locator("#section svg.sparkline").count():
@@ -163,7 +164,9 @@ def test_lockout_message(new_page: Callable[..., Any], screenshot: Shot) -> None
     screenshot(page, "lockout")
 
 
-@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 768}, TABLET], ids=["laptop", "tablet"])
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1366, "height": 768}, TABLET], ids=["laptop", "tablet"]
+)
 def test_the_chart_fits_laptop_and_tablet(
     logged_in_page: Callable[..., Any],
     demo_patients: Callable[[str], DemoPatients],

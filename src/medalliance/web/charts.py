@@ -12,7 +12,7 @@ from markupsafe import Markup, escape
 @dataclass(frozen=True, slots=True)
 class Point:
     value: float
-    flagged: bool = False  # abnormal (H/L …) or high-risk: drawn in red
+    flagged: bool = False  # abnormal (H, L, A …): drawn in red
     label: str = ""  # tooltip: date, value, member
 
 
@@ -27,7 +27,7 @@ def _dots(xs: Sequence[float], ys: Sequence[float], points: Sequence[Point], rad
     """A dot per point with its tooltip; flagged ones get the class the CSS colours red."""
     out = []
     for x, y, p in zip(xs, ys, points, strict=True):
-        css = ' class="hr"' if p.flagged else ""
+        css = ' class="abnormal"' if p.flagged else ""
         out.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}"{css}>'
             f"<title>{escape(p.label)}</title></circle>"

@@ -42,7 +42,5 @@ DOMAIN_MESSAGES = (
     N_("Invalid username or password."),
     N_("This is a machine account; it cannot use the web pages."),
     N_("Type a name, pinyin, initials, ID number or phone."),
-    N_(
-        "State the emergency: a reason of at least 4 characters is required to break the glass."
-    ),
+    N_("State the emergency: a reason of at least 4 characters is required to break the glass."),
 )

@@ -78,9 +78,7 @@ STATUSES: dict[str, str] = {
 }
 
 
-def _section(
-    request: Request, name: str, patient_id: uuid.UUID, **ctx: Any
-) -> Response:
+def _section(request: Request, name: str, patient_id: uuid.UUID, **ctx: Any) -> Response:
     template = f"patients/sections/{name}.html"
     if request.headers.get("hx-request"):
         return render(request, template, patient_id=patient_id, **ctx)
@@ -105,7 +103,7 @@ def timeline(
     session: DbSession,
     user: Reader,
     patient_id: PatientId,
-    type: Annotated[str, Query(max_length=40)] = "",  # noqa: A002
+    type: Annotated[str, Query(max_length=40)] = "",
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     wanted = [type] if type in ENTRY_TYPES else None
@@ -125,7 +123,9 @@ def timeline(
 
 
 @router.get("/diagnoses")
-def diagnoses(request: Request, session: DbSession, user: Reader, patient_id: PatientId) -> Response:
+def diagnoses(
+    request: Request, session: DbSession, user: Reader, patient_id: PatientId
+) -> Response:
     result = records_timeline.timeline(
         session, user.actor, patient_id, types=["diagnosis"], limit=500
     )
@@ -148,7 +148,7 @@ def results(request: Request, session: DbSession, user: Reader, patient_id: Pati
         numeric = [r for r in reversed(series) if r.value_numeric is not None][-SPARK_POINTS:]
         spark = charts.sparkline(
             [
-                _point(r.effective_at, r.value_numeric, r.hr_mark or bool(r.abnormal_flag), r.unit or "")
+                _point(r.effective_at, r.value_numeric, bool(r.abnormal_flag), r.unit or "")
                 for r in numeric
             ]
         )
@@ -168,7 +168,7 @@ def trend(
     numeric = [p for p in series.points if p.value is not None]
     chart = charts.trend_chart(
         [
-            _point(p.at, p.value, p.hr_mark or bool(p.abnormal_flag), p.institution_code)
+            _point(p.at, p.value, bool(p.abnormal_flag), p.institution_code)
             for p in numeric
             if p.value is not None
         ],
@@ -241,7 +241,9 @@ def devices(request: Request, session: DbSession, user: Reader, patient_id: Pati
     )
 
 
-def _device_names(session: DbSession, user: WebUser, wanted: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+def _device_names(
+    session: DbSession, user: WebUser, wanted: set[uuid.UUID]
+) -> dict[uuid.UUID, str]:
     """Model and serial of the devices the user's registry scope shows (others by id)."""
     if not wanted:
         return {}
