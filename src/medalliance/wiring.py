@@ -27,6 +27,7 @@ MODULES = (
     "medalliance.domains.results.providers",
     "medalliance.domains.results.panels",  # the lab panels' timeline source
     "medalliance.fhir.models",
+    "medalliance.web.models",
 )
 
 

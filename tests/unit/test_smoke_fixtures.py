@@ -25,7 +25,7 @@ def test_health_needs_no_authentication(client: TestClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-def test_the_front_page_leads_to_the_api_docs(client: TestClient) -> None:
+def test_the_front_page_is_the_web_ui_login(client: TestClient) -> None:
     response = client.get("/", follow_redirects=False)
-    assert response.status_code == 307
-    assert response.headers["location"] == "/api/docs"
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/"
