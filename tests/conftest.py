@@ -130,6 +130,20 @@ def _skip_postgres_only(request: pytest.FixtureRequest) -> None:
         pytest.skip("PostgreSQL-only test")
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(autouse=True)
+def _skip_browser_without_chromium(request: pytest.FixtureRequest) -> None:
+    """Browser tests need Debian's chromium (`.ci/run` installs it): skipped without it
+    on a workstation, an error in CI."""
+    if request.node.get_closest_marker("browser") is None or CHROMIUM.exists():
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but {CHROMIUM} is missing (apt-get install chromium)")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
 @pytest.fixture
 def connection(engine: Engine) -> Iterator[Connection]:
     """One outer transaction per test, rolled back at the end."""

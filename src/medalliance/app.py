@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +28,7 @@ from medalliance.domains.tcm.router import router as tcm_router
 from medalliance.fhir.api import create_fhir_app
 from medalliance.interop.hl7v2.router import router as hl7v2_router
 from medalliance.jobs.router import router as jobs_router
+from medalliance.web import app as web
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +108,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.mount("/fhir", create_fhir_app(settings, session_factory))
+    web.install(app)  # the pages, at / (after the API, whose error handlers it wraps)
     app.add_middleware(RequestIdMiddleware)
-
-    @app.get("/", include_in_schema=False)
-    def landing() -> RedirectResponse:
-        # Until the web UI lands, the API documentation is the front page.
-        return RedirectResponse("/api/docs")
-
     return app
 
 

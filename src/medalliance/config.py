@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     lockout_minutes: int = Field(default=15, ge=1)
     break_glass_minutes: int = Field(default=60, ge=1, le=24 * 60)
     log_sql: bool = False
+    # Web UI sessions: ended after this long without a request (site policy), and the
+    # cookie is marked Secure when the site is served over https (behind a proxy).
+    web_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    web_secure_cookies: bool = False
 
     def check_safe_to_serve(self) -> None:
         """Refuse to serve real data with the published default secret."""

@@ -26,6 +26,7 @@ MODULES = (
     "medalliance.domains.results.models",
     "medalliance.domains.results.providers",
     "medalliance.fhir.models",
+    "medalliance.web.models",
 )
 
 

@@ -1,0 +1,235 @@
+"""Server-side web sessions: log in through the same use case as the API, then a cookie.
+
+The cookie holds a random token (HttpOnly, SameSite=Lax, Secure behind https); the
+``web_sessions`` table holds only its SHA-256. A session ends at logout, after
+``web_idle_minutes`` without a request, at the absolute limit (the refresh-token
+lifetime), or when the account is deactivated or locked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medalliance.access import login
+from medalliance.access.models import User
+from medalliance.access.permissions import Permission, permissions_for
+from medalliance.api.deps import DbSession
+from medalliance.audit import service as audit
+from medalliance.config import Settings
+from medalliance.kernel.actor import Actor
+from medalliance.kernel.clock import utcnow
+from medalliance.kernel.errors import NotAuthenticated, PermissionDenied
+from medalliance.kernel.roles import Role
+from medalliance.web.models import WebSession
+
+COOKIE = "ma_session"
+# Machine accounts post data; they have no pages.
+MACHINE_ROLES = frozenset({Role.DEVICE_GATEWAY, Role.INTERFACE_GATEWAY})
+# Refresh last_seen_at at most this often: idle time is measured in minutes, and a
+# write on every HTMX request would be wasted.
+TOUCH_EVERY = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class WebUser:
+    """The logged-in user of a page: the same Actor the JSON API's services take."""
+
+    actor: Actor
+    display_name: str
+    session_id: uuid.UUID
+
+    @property
+    def role(self) -> Role:
+        assert self.actor.role is not None
+        return self.actor.role
+
+    def can(self, permission: Permission | str) -> bool:
+        return self.actor.can(str(permission))
+
+
+class LoginRequired(Exception):
+    """Raised by ``require_web_user``; the web error handler redirects to the login page."""
+
+    def __init__(self, next_url: str, reason: str | None = None) -> None:
+        super().__init__(reason or "login required")
+        self.next_url = next_url
+        self.reason = reason  # "expired" when the idle timeout ended the session
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def request_actor(request: Request) -> Actor:
+    """The anonymous actor of a request (login attempts are audited under it)."""
+    return Actor(
+        user_id=None,
+        username="anonymous",
+        role=None,
+        request_id=getattr(request.state, "request_id", None),
+        client_address=request.client.host if request.client else None,
+    )
+
+
+def _actor(user: User, request: Request) -> Actor:
+    return Actor(
+        user_id=user.id,
+        username=user.username,
+        role=user.role,
+        institution_id=user.institution_id,
+        practitioner_id=user.practitioner_id,
+        request_id=getattr(request.state, "request_id", None),
+        client_address=request.client.host if request.client else None,
+        permissions=permissions_for(user.role),
+    )
+
+
+def log_in(
+    *, session: Session, request: Request, settings: Settings, username: str, password: str
+) -> tuple[str, WebUser] | NotAuthenticated:
+    """Check the password with the API's login use case (lockout, audit); on success open
+    a web session and return (cookie token, user). A failure is returned, not raised, so
+    the caller commits the failure counter and the audit row."""
+    outcome = login.authenticate(
+        session=session,
+        actor=request_actor(request),
+        settings=settings,
+        username=username,
+        password=password,
+    )
+    if outcome.error is not None:
+        return outcome.error
+    # authenticate() also issued an API refresh token; the web session does not use it.
+    user = session.scalar(select(User).where(User.username == username))
+    assert user is not None
+    if user.role in MACHINE_ROLES:
+        return NotAuthenticated("This is a machine account; it cannot use the web pages.")
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = WebSession(
+        token_hash=_hash(token),
+        user_id=user.id,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(hours=settings.refresh_token_hours),
+    )
+    session.add(row)
+    session.flush()
+    return token, WebUser(_actor(user, request), user.display_name, row.id)
+
+
+def log_out(*, session: Session, request: Request) -> None:
+    row = _row(session, request)
+    if row is None or row.ended_at is not None:
+        return
+    user = session.get(User, row.user_id)
+    _end(row, "logout")
+    if user is not None:
+        audit.record(
+            session,
+            _actor(user, request),
+            action="logout",
+            resource_type="User",
+            resource_id=user.id,
+            detail={"channel": "web"},
+        )
+
+
+def _row(session: Session, request: Request) -> WebSession | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    return session.scalar(select(WebSession).where(WebSession.token_hash == _hash(token)))
+
+
+def _end(row: WebSession, reason: str) -> None:
+    row.ended_at = utcnow()
+    row.end_reason = reason
+
+
+def current_user(session: Session, request: Request, settings: Settings) -> WebUser | None:
+    """The user of a live session, or None (and the reason in request.state)."""
+    row = _row(session, request)
+    if row is None or row.ended_at is not None:
+        return None
+    now = utcnow()
+    if now - row.last_seen_at > timedelta(minutes=settings.web_idle_minutes):
+        _end(row, "idle")
+        request.state.session_end = "expired"
+        return None
+    if now >= row.expires_at:
+        _end(row, "expired")
+        request.state.session_end = "expired"
+        return None
+    user = session.get(User, row.user_id)
+    locked = user is not None and user.locked_until is not None and user.locked_until > now
+    if user is None or not user.active or locked:
+        _end(row, "account")
+        return None
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
+    return WebUser(_actor(user, request), user.display_name, row.id)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _next_url(request: Request) -> str:
+    # An HTMX fragment is no page to come back to: return to the page it was loaded in.
+    if request.headers.get("hx-request") and request.headers.get("hx-current-url"):
+        current = request.headers["hx-current-url"]
+        base = str(request.base_url).rstrip("/")
+        return current[len(base) :] if current.startswith(base) else "/"
+    query = f"?{request.url.query}" if request.url.query else ""
+    return request.url.path + query
+
+
+def login_url(next_url: str, reason: str | None = None) -> str:
+    url = "/login?next=" + quote(next_url, safe="/")
+    return url + ("&expired=1" if reason == "expired" else "")
+
+
+async def optional_web_user(request: Request, session: DbSession) -> WebUser | None:
+    user = current_user(session, request, _settings(request))
+    request.state.web_user = user
+    if user is not None:
+        request.state.actor = user.actor  # for auditing a denial raised later
+    return user
+
+
+async def require_web_user(
+    request: Request, user: Annotated[WebUser | None, Depends(optional_web_user)]
+) -> WebUser:
+    """The logged-in user; otherwise a redirect to the login page (kept ``next``)."""
+    if user is None:
+        # The unit of work rolls back, so an idle session is not marked ended here; it
+        # stays unusable all the same (the same check refuses it next time).
+        raise LoginRequired(_next_url(request), getattr(request.state, "session_end", None))
+    return user
+
+
+def require_permission(permission: Permission) -> object:
+    """A dependency for pages of one permission: 403 page otherwise (audited)."""
+
+    async def dependency(user: Annotated[WebUser, Depends(require_web_user)]) -> WebUser:
+        if not user.can(permission):
+            raise PermissionDenied(f"Role {user.role} lacks permission {permission}.")
+        return user
+
+    return dependency
+
+
+WebUserDep = Annotated[WebUser, Depends(require_web_user)]
+OptionalWebUserDep = Annotated[WebUser | None, Depends(optional_web_user)]
