@@ -104,10 +104,9 @@ def make_world(session: Session) -> World:
             reason="咳嗽 头痛 三天",
         ),
     )
-    lab = UserFactory(role=Role.INTERFACE_GATEWAY, institution=home)
     glucose = results_service.record_lab_result(
         session=session,
-        actor=actor_of(lab),
+        actor=doctor,
         person_id=person.id,
         data=results_schemas.LabResultIn(
             item_code=GLUCOSE,

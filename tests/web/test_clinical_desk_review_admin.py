@@ -186,22 +186,35 @@ def test_an_institution_admin_creates_an_account_with_field_errors_first(
         assert page.status_code == 200, page.text
         short = client.post(
             "/admin/accounts",
-            data={"username": "dr.zhao", "password": "short", "role": "clinician",
-                  "csrf_token": csrf(client)},
+            data={
+                "username": "dr.zhao",
+                "password": "short",
+                "role": "clinician",
+                "csrf_token": csrf(client),
+            },
         )
         assert short.status_code == 422
         assert 'id="e-password"' in short.text
         assert count(session, User, User.username == "dr.zhao") == 0
         auditor = client.post(
             "/admin/accounts",
-            data={"username": "aud.zhao", "password": "x" * 16, "role": "auditor",
-                  "csrf_token": csrf(client)},
+            data={
+                "username": "aud.zhao",
+                "password": "x" * 16,
+                "role": "auditor",
+                "csrf_token": csrf(client),
+            },
         )
         assert auditor.status_code == 403  # only the alliance administrator grants it
         made = client.post(
             "/admin/accounts",
-            data={"username": "dr.zhao", "password": "x" * 16, "role": "clinician",
-                  "display_name": "赵医生", "csrf_token": csrf(client)},
+            data={
+                "username": "dr.zhao",
+                "password": "x" * 16,
+                "role": "clinician",
+                "display_name": "赵医生",
+                "csrf_token": csrf(client),
+            },
             follow_redirects=False,
         )
         assert made.status_code == 303, made.text
@@ -245,8 +258,14 @@ def test_a_clinician_cannot_manage_accounts_or_institutions(
         assert refused.status_code == 403
         made = client.post(
             "/admin/institutions",
-            data={"code": "NEW-1", "name_zh": "新", "name_en": "New", "tier": "primary",
-                  "type": "tcm", "csrf_token": csrf(client)},
+            data={
+                "code": "NEW-1",
+                "name_zh": "新",
+                "name_en": "New",
+                "tier": "primary",
+                "type": "tcm",
+                "csrf_token": csrf(client),
+            },
         )
         assert made.status_code == 403
     session.refresh(target)
@@ -258,7 +277,11 @@ def test_beds_change_status_and_a_duplicate_department_code_is_a_field_error(
     app: FastAPI, session: Session, home: Institution
 ) -> None:
     department = Department(
-        institution_id=home.id, code="IM", name_zh="内科", name_en="Internal", discipline="western",
+        institution_id=home.id,
+        code="IM",
+        name_zh="内科",
+        name_en="Internal",
+        discipline="western",
         active=True,
     )
     session.add(department)
@@ -271,15 +294,23 @@ def test_beds_change_status_and_a_duplicate_department_code_is_a_field_error(
         assert page.status_code == 200 and 'data-bed="IM-01"' in page.text
         changed = client.post(
             f"/admin/beds/{bed.id}/status",
-            data={"status": "occupied", "expected_version": "1",
-                  "department_id": str(department.id), "csrf_token": csrf(client)},
+            data={
+                "status": "occupied",
+                "expected_version": "1",
+                "department_id": str(department.id),
+                "csrf_token": csrf(client),
+            },
             follow_redirects=False,
         )
         assert changed.status_code == 303, changed.text
         stale = client.post(
             f"/admin/beds/{bed.id}/status",
-            data={"status": "free", "expected_version": "1",
-                  "department_id": str(department.id), "csrf_token": csrf(client)},
+            data={
+                "status": "free",
+                "expected_version": "1",
+                "department_id": str(department.id),
+                "csrf_token": csrf(client),
+            },
         )
         assert stale.status_code == 409
     session.refresh(bed)
@@ -288,8 +319,13 @@ def test_beds_change_status_and_a_duplicate_department_code_is_a_field_error(
         client.cookies.update(EN)
         again = client.post(
             f"/admin/institutions/{home.code}/departments",
-            data={"dept.code": "IM", "dept.name_zh": "内科二", "dept.name_en": "Internal 2",
-                  "dept.discipline": "western", "csrf_token": csrf(client)},
+            data={
+                "dept.code": "IM",
+                "dept.name_zh": "内科二",
+                "dept.name_en": "Internal 2",
+                "dept.discipline": "western",
+                "csrf_token": csrf(client),
+            },
         )
         assert again.status_code == 409
         assert 'class="field-error"' in again.text or 'class="form-error"' in again.text

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from medalliance.web.pages import account, home, patients
+from medalliance.web.pages import account, admin, desk, home, orders, patients, prescribe, review
 
 PAGE_ROUTERS: list[APIRouter] = [
     account.router,
     home.router,
     patients.router,
+    orders.router,
+    prescribe.router,
+    desk.router,
+    review.router,
+    admin.router,
 ]

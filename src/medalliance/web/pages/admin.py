@@ -169,7 +169,15 @@ def institutions(request: Request, session: DbSession, user: RegistryReader) -> 
     return _institutions_page(request, session, user)
 
 
-INSTITUTION_FIELDS = ("code", "name_zh", "name_en", "tier", "type", "district", "lead_institution_code")
+INSTITUTION_FIELDS = (
+    "code",
+    "name_zh",
+    "name_en",
+    "tier",
+    "type",
+    "district",
+    "lead_institution_code",
+)
 
 
 @router.post("/institutions")
@@ -321,7 +329,10 @@ def _beds_page(
     department = alliance_service.get_department(session, user.actor, department_id)
     beds = alliance_service.list_beds(session, user.actor, department_id)
     institution = alliance_service.institution_by_id(session, department.institution_id)
-    own = user.can(Permission.ALLIANCE_MANAGE) or user.actor.institution_id == department.institution_id
+    own = (
+        user.can(Permission.ALLIANCE_MANAGE)
+        or user.actor.institution_id == department.institution_id
+    )
     return render(
         request,
         "admin/beds.html",
@@ -502,12 +513,13 @@ def update_account(
     if action not in ACCOUNT_ACTIONS:
         errors.add(f"user-{user_id}", N_("Choose one of the options."))
         return _accounts_page(request, session, user, errors=errors, status_code=422)
-    body: dict[str, Any] = {
+    changes: dict[str, dict[str, Any]] = {
         "role": {"role": text(form, "role")},
         "unlock": {"unlock": True},
         "disable": {"active": False},
         "enable": {"active": True},
-    }[action]
+    }
+    body = changes[action]
     ok, status = _run(
         session,
         errors,

@@ -50,7 +50,5 @@ def attempt(session: Session, use_case: Callable[[], T]) -> T:
             return use_case()
     except (DomainError, ValidationError, FormRefused):
         added = session.info.get(audit_service.PENDING_KEY, [])[len(before) :]
-        session.info[audit_service.PENDING_KEY] = before + [
-            d for d in added if d.survives_rollback
-        ]
+        session.info[audit_service.PENDING_KEY] = before + [d for d in added if d.survives_rollback]
         raise

@@ -34,7 +34,7 @@ PAGE_SIZE = 20
 REFRESH_SECONDS = 30
 NOTE_MAX = 2000
 
-SEVERITY_LABELS = {
+SEVERITY_LABELS: dict[str, str] = {
     Severity.CRITICAL: N_("Critical"),
     Severity.HIGH: N_("High"),
     Severity.MEDIUM: N_("Medium"),
@@ -45,7 +45,7 @@ STATUS_LABELS = {
     "escalated": N_("Escalated"),
     "resolved": N_("Resolved"),
 }
-RULE_LABELS = {
+RULE_LABELS: dict[str, str] = {
     AlertRule.HYPERTENSIVE_CRISIS: N_("Hypertensive crisis"),
     AlertRule.HYPERTENSIVE_URGENCY: N_("Very high blood pressure"),
     AlertRule.HYPOGLYCAEMIA_LEVEL_2: N_("Hypoglycaemia, level 2"),
@@ -55,7 +55,7 @@ RULE_LABELS = {
     AlertRule.HF_WEIGHT_GAIN: N_("Weight gain (heart failure)"),
     AlertRule.NO_READINGS: N_("No readings"),
 }
-MEASUREMENT_LABELS = {
+MEASUREMENT_LABELS: dict[str, str] = {
     MeasurementType.BLOOD_PRESSURE: N_("Blood pressure"),
     MeasurementType.HEART_RATE: N_("Heart rate"),
     MeasurementType.GLUCOSE: N_("Glucose"),
