@@ -28,10 +28,12 @@ from medalliance.domains.results.models import Result
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.roles import Role
-from tests.factories.access import DEFAULT_PASSWORD, UserFactory
+from medalliance.web import csrf as web_csrf
+from tests.factories.access import UserFactory
 from tests.factories.alliance import AllianceFactory, InstitutionFactory
 from tests.factories.patients import make_patient
 from tests.factories.results import accredit, seed_catalogue
+from tests.web.conftest import web_login
 
 GLUCOSE = "14749-6"  # fasting glucose: on the recognised list, with a validity window
 POTASSIUM = "2823-3"
@@ -52,23 +54,13 @@ def actor_of(user: User) -> Actor:
 def web_client(app: FastAPI, user: User) -> Iterator[TestClient]:
     """A client logged in through the login page as ``user``."""
     with TestClient(app, raise_server_exceptions=False) as client:
-        client.get("/login")
-        answer = client.post(
-            "/login",
-            data={
-                "username": user.username,
-                "password": DEFAULT_PASSWORD,
-                "next": "/",
-                "csrf_token": client.cookies.get("ma_csrf") or "",
-            },
-            follow_redirects=False,
-        )
-        assert answer.status_code == 303, answer.text
+        web_login(client, user)
         yield client
 
 
 def csrf(client: TestClient) -> str:
-    return client.cookies.get("ma_csrf") or ""
+    """The token the logged-in client must send back (its cookie's value)."""
+    return client.cookies.get(web_csrf.COOKIE) or ""
 
 
 def count(session: Session, model: Any, *where: Any) -> int:
