@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 from medalliance.access.permissions import Permission
 from medalliance.api.deps import DbSession
 from medalliance.api.problems import status_for
+from medalliance.db.uow import commit
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.recommender import safety as recommender_safety
 from medalliance.domains.recommender import service as recommender_service
@@ -31,13 +32,13 @@ from medalliance.domains.tcm.models import HerbalForm, Prescription, Prescriptio
 from medalliance.kernel.errors import DomainError, InvalidInput, PermissionDenied
 from medalliance.web import i18n
 from medalliance.web.forms import FormErrors
-from medalliance.web.pages.clinical_forms import PostedForm, attempt, text
+from medalliance.web.pages.clinical_forms import PostedForm, SignedIn, attempt, requires, text
 from medalliance.web.render import flash, redirect, render
-from medalliance.web.session import WebUser, WebUserDep, require_permission
+from medalliance.web.session import WebUser
 
 router = APIRouter()
-Prescriber = Annotated[WebUser, Depends(require_permission(Permission.PRESCRIBE))]
-Reader = Annotated[WebUser, Depends(require_permission(Permission.PATIENT_READ))]
+Prescriber = Annotated[WebUser, Depends(requires(Permission.PRESCRIBE))]
+Reader = Annotated[WebUser, Depends(requires(Permission.PATIENT_READ))]
 N_ = i18n.N_
 HERB_ROWS, DRUG_ROWS, SUGGESTIONS = 8, 3, 8
 SEVERITY_LABELS = {"block": N_("Blocking"), "warn": N_("Warning"), "info": N_("Note")}
@@ -458,7 +459,7 @@ def prescription_page(
 
 @router.get("/prescribe/herbs")
 def herb_search(
-    request: Request, user: WebUserDep, q: Annotated[str, Query(max_length=50)] = ""
+    request: Request, user: SignedIn, q: Annotated[str, Query(max_length=50)] = ""
 ) -> Response:
     """Herbs by characters, pinyin or pinyin initials (dg → 当归), as a pick list."""
     hits = catalogue().search_herbs(q, limit=12) if q.strip() else []
@@ -468,7 +469,7 @@ def herb_search(
 @router.get("/prescribe/formulas")
 def formula_search(
     request: Request,
-    user: WebUserDep,
+    user: SignedIn,
     q: Annotated[str, Query(max_length=50)] = "",
     encounter: uuid.UUID | None = None,
 ) -> Response:
@@ -532,7 +533,7 @@ def suggest(
     request: Request,
     encounter_id: uuid.UUID,
     session: DbSession,
-    user: Annotated[WebUser, Depends(require_permission(Permission.TCM_RECOMMEND))],
+    user: Annotated[WebUser, Depends(requires(Permission.TCM_RECOMMEND))],
     symptoms: Annotated[str, Query(max_length=1000)] = "",
 ) -> Response:
     """Herb suggestions (already safety-checked) for the typed symptoms, or else for
@@ -547,6 +548,10 @@ def suggest(
         for k, v in request.query_params.multi_items()
         if k.startswith("herb-") and v.strip() and catalogue().resolve(v.strip())
     ][:60]
+    # The recommender reads no database, and its first call loads the model (seconds):
+    # end the transaction of the reads above (with their audit rows) before it, so that
+    # no other request waits on this one (SQLite has one writer at a time).
+    commit(session)
     result, problem = None, None
     if typed:
         try:
