@@ -148,3 +148,60 @@ def screenshot() -> Callable[[Any, str], Path]:
         return path
 
     return take
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPatients:
+    readable_id: str  # the patient with the most on the chart that the user may read
+    readable_name: str
+    readable_initials: str
+    denied_id: str  # one the user may find but not read (no care relationship)
+
+
+@pytest.fixture(scope="session")
+def demo_patients(live_server: LiveServer) -> Callable[[str], DemoPatients]:
+    """Patients picked for a demo account through the access policy itself."""
+    from sqlalchemy import select
+
+    from medalliance.access import policy
+    from medalliance.access.models import User
+    from medalliance.access.permissions import permissions_for
+    from medalliance.domains.patients import service as patients_service
+    from medalliance.domains.patients.models import Person
+    from medalliance.domains.records import timeline
+    from medalliance.kernel.actor import Actor
+
+    cache: dict[str, DemoPatients] = {}
+
+    def pick(username: str) -> DemoPatients:
+        if username in cache:
+            return cache[username]
+        with live_server.factory() as session:
+            user = session.scalar(select(User).where(User.username == username))
+            assert user is not None
+            actor = Actor(
+                user_id=user.id,
+                username=user.username,
+                role=user.role,
+                institution_id=user.institution_id,
+                permissions=permissions_for(user.role),
+            )
+            readable: list[tuple[int, Person]] = []
+            denied: Person | None = None
+            for person in session.scalars(select(Person).order_by(Person.id)):
+                facts = patients_service.facts(session, person.id)
+                assert facts is not None
+                if policy.decide(session, actor, facts, policy.AccessAction.READ).allowed:
+                    size = timeline.timeline(session, actor, person.id, limit=1).total
+                    readable.append((size, person))
+                elif denied is None and policy.may_discover(session, actor, facts):
+                    denied = person
+            assert readable and denied is not None, "the demo seed has no suitable patients"
+            best = max(readable, key=lambda pair: pair[0])[1]
+            cache[username] = DemoPatients(
+                str(best.id), best.name, best.name_initials, str(denied.id)
+            )
+            session.rollback()  # the reads above wrote audit rows: not part of the demo
+        return cache[username]
+
+    return pick

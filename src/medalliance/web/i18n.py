@@ -53,10 +53,15 @@ def _compile(catalog: Catalog) -> Translations:
 
 @cache
 def translations(locale: str) -> Translations:
-    """All of a locale's .po files merged (later files win on a clash)."""
-    merged = Translations()
-    for path in po_files(locale):
-        merged.merge(_compile(read_catalog(path, locale)))
+    """All of a locale's .po files merged (later files win on a clash). The first
+    compiled file is the base so that the locale's plural rule (Chinese has one form)
+    comes from a catalogue, not from an empty default."""
+    compiled = [_compile(read_catalog(path, locale)) for path in po_files(locale)]
+    if not compiled:
+        return Translations()
+    merged = compiled[0]
+    for other in compiled[1:]:
+        merged.merge(other)
     return merged
 
 

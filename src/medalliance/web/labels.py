@@ -25,9 +25,22 @@ SEX_LABELS: dict[str, str] = {
     Sex.UNKNOWN: N_("Unknown"),
 }
 
+PREGNANCY_LABELS: dict[str, str] = {
+    "unknown": N_("Unknown"),
+    "pregnant": N_("Pregnant"),
+    "not_pregnant": N_("Not pregnant"),
+}
+
+ACCESS_BASIS_LABELS: dict[str, str] = {
+    "same-institution": N_("Registered at your institution"),
+    "consent-and-care-relationship": N_("Sharing consent and a care relationship"),
+    "break-the-glass": N_("Emergency access (break-the-glass)"),
+}
+
 # Sentences the services raise that pages show as they are (translated when known).
 DOMAIN_MESSAGES = (
     N_("Invalid username or password."),
     N_("This is a machine account; it cannot use the web pages."),
     N_("Type a name, pinyin, initials, ID number or phone."),
+    N_("State the emergency: a reason of at least 4 characters is required to break the glass."),
 )

@@ -47,6 +47,8 @@ def _environment() -> Environment:
         VERSION=__version__,
         ROLE_LABELS=labels.ROLE_LABELS,
         SEX_LABELS=labels.SEX_LABELS,
+        PREGNANCY=labels.PREGNANCY_LABELS,
+        ACCESS_BASIS=labels.ACCESS_BASIS_LABELS,
     )
     return env
 

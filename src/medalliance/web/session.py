@@ -186,12 +186,21 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _same_site_path(url: str, request: Request) -> str | None:
+    base = str(request.base_url).rstrip("/")
+    if url.startswith(base + "/"):
+        return url[len(base) :]
+    return None
+
+
 def _next_url(request: Request) -> str:
-    # An HTMX fragment is no page to come back to: return to the page it was loaded in.
+    """Where to return after logging in again: a page, never a fragment or a POST."""
     if request.headers.get("hx-request") and request.headers.get("hx-current-url"):
-        current = request.headers["hx-current-url"]
-        base = str(request.base_url).rstrip("/")
-        return current[len(base) :] if current.startswith(base) else "/"
+        # An HTMX fragment is no page to come back to: the page it was loaded in is.
+        return _same_site_path(request.headers["hx-current-url"], request) or "/"
+    if request.method != "GET":
+        # A form posted after the session ended: back to the form (its draft is kept).
+        return _same_site_path(request.headers.get("referer", ""), request) or "/"
     query = f"?{request.url.query}" if request.url.query else ""
     return request.url.path + query
 

@@ -17,6 +17,15 @@
     }
   });
 
+  // Tabs loaded by HTMX: mark the one clicked as selected.
+  document.addEventListener("click", function (event) {
+    var tab = event.target.closest ? event.target.closest('[role="tab"]') : null;
+    if (!tab || !tab.parentNode) return;
+    Array.prototype.forEach.call(tab.parentNode.querySelectorAll('[role="tab"]'), function (t) {
+      t.setAttribute("aria-selected", t === tab ? "true" : "false");
+    });
+  });
+
   // --- Drafts: what the user types in <form data-keep-draft id="…"> survives a
   // session timeout. Saved per user, page and form in localStorage; restored when the
   // form is shown again (after logging in again); removed once a submission went

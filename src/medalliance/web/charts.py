@@ -1,0 +1,78 @@
+"""Small server-side SVG charts: a sparkline per result item or reading series, and a
+trend chart. No script needed, so the chart sections work as plain HTMX fragments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    value: float
+    flagged: bool = False  # abnormal (H, L, A …): drawn in red
+    label: str = ""  # tooltip: date, value, member
+
+
+def _scale(values: Sequence[float], size: float, pad: float) -> list[float]:
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    # Higher values go up: SVG y grows downwards.
+    return [pad + (size - 2 * pad) * (1 - (v - low) / span) for v in values]
+
+
+def _dots(xs: Sequence[float], ys: Sequence[float], points: Sequence[Point], radius: float) -> str:
+    """A dot per point with its tooltip; flagged ones get the class the CSS colours red."""
+    out = []
+    for x, y, p in zip(xs, ys, points, strict=True):
+        css = ' class="abnormal"' if p.flagged else ""
+        out.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}"{css}>'
+            f"<title>{escape(p.label)}</title></circle>"
+        )
+    return "".join(out)
+
+
+def sparkline(points: Sequence[Point], *, width: int = 120, height: int = 28) -> Markup:
+    """A line through the points (oldest first); empty for fewer than two."""
+    if len(points) < 2:
+        return Markup("")
+    pad = 3.0
+    step = (width - 2 * pad) / (len(points) - 1)
+    xs = [pad + i * step for i in range(len(points))]
+    ys = _scale([p.value for p in points], height, pad)
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+    dots = _dots(xs, ys, points, radius=2)
+    return Markup(
+        f'<svg class="sparkline" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">'
+        f'<polyline points="{line}"/>{dots}</svg>'
+    )
+
+
+def trend_chart(
+    points: Sequence[Point], *, width: int = 640, height: int = 200, label: str = ""
+) -> Markup:
+    """A larger line chart with the lowest and highest value on the axis."""
+    if not points:
+        return Markup("")
+    pad_left, pad = 48.0, 12.0
+    values = [p.value for p in points]
+    n = len(points)
+    step = (width - pad_left - pad) / max(n - 1, 1)
+    xs = [pad_left + i * step for i in range(n)]
+    ys = _scale(values, height, pad)
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+    dots = _dots(xs, ys, points, radius=3.5)
+    low, high = min(values), max(values)
+    axis = (
+        f'<text x="{pad_left - 6}" y="{pad + 4}" text-anchor="end">{high:g}</text>'
+        f'<text x="{pad_left - 6}" y="{height - pad + 4}" text-anchor="end">{low:g}</text>'
+        f'<line x1="{pad_left}" y1="{pad}" x2="{pad_left}" y2="{height - pad}"/>'
+    )
+    return Markup(
+        f'<svg class="sparkline trend-chart" width="100%" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="{escape(label)}">{axis}<polyline points="{line}"/>{dots}</svg>'
+    )
