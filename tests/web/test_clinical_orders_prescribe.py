@@ -223,7 +223,8 @@ def test_bad_prescription_input_is_shown_beside_the_field_and_nothing_is_stored(
     with web_client(app, world.clinician) as client:
         client.cookies.update(EN)
         answer = client.post(
-            f"/encounters/{world.encounter.id}/prescribe", data=_rx(client, **{"action": "save", **fields})
+            f"/encounters/{world.encounter.id}/prescribe",
+            data=_rx(client, **{"action": "save", **fields}),
         )
     assert answer.status_code == 422
     assert message in answer.text

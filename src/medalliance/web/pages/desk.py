@@ -55,6 +55,8 @@ RULE_LABELS: dict[str, str] = {
     AlertRule.HF_WEIGHT_GAIN: N_("Weight gain (heart failure)"),
     AlertRule.NO_READINGS: N_("No readings"),
 }
+# UCUM codes as a clinician reads them (the code stays in the data and the API).
+UNITS_SHOWN = {"mm[Hg]": "mmHg", "{steps}": "", "Cel": "°C"}
 MEASUREMENT_LABELS: dict[str, str] = {
     MeasurementType.BLOOD_PRESSURE: N_("Blood pressure"),
     MeasurementType.HEART_RATE: N_("Heart rate"),
@@ -108,6 +110,7 @@ def _panel_context(
         "status_labels": STATUS_LABELS,
         "rule_labels": RULE_LABELS,
         "measurement_labels": MEASUREMENT_LABELS,
+        "units": UNITS_SHOWN,
         "may_act": user.can(Permission.PATIENT_WRITE),
         "refresh_seconds": REFRESH_SECONDS,
     }

@@ -18,6 +18,8 @@ from medalliance.api.deps import DbSession
 from medalliance.api.problems import status_for
 from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.patients import service as patients_service
+from medalliance.domains.records import timeline
+from medalliance.domains.records.models import EncounterStatus
 from medalliance.domains.results import catalogue, recognition, schemas
 from medalliance.domains.results.models import RecognitionChoice, RecognitionDecision
 from medalliance.domains.results.rules import NotRecognised
@@ -33,6 +35,7 @@ Reader = Annotated[WebUser, Depends(requires(Permission.PATIENT_READ))]
 Writer = Annotated[WebUser, Depends(requires(Permission.PATIENT_WRITE))]
 N_ = i18n.N_
 
+DEAD_ENCOUNTERS = {EncounterStatus.CANCELLED, EncounterStatus.ENTERED_IN_ERROR}
 # Why no prior result qualifies (rules.NotRecognised) → msgids.
 WHY_NOT: dict[str, str] = {
     NotRecognised.NONE: N_("No result of this item for this patient that you may see."),
@@ -67,6 +70,18 @@ def _reasons() -> list[dict[str, Any]]:
         }
         for r in catalogue.repeat_reasons()
     ]
+
+
+def _prescribable_encounters(session: Session, user: WebUser, patient_id: uuid.UUID) -> list[Any]:
+    """The patient's recent live encounters at the user's institution, to prescribe on."""
+    if not user.can(Permission.PRESCRIBE):
+        return []
+    entries = timeline.timeline(session, user.actor, patient_id, types=["encounter"], limit=20)
+    return [
+        e
+        for e in entries.entries
+        if e.institution_id == user.actor.institution_id and e.status not in DEAD_ENCOUNTERS
+    ][:5]
 
 
 def _query(items: list[str], encounter: uuid.UUID | None) -> str:
@@ -111,6 +126,7 @@ def _page(
         request,
         "orders/order.html",
         status_code,
+        encounters=_prescribable_encounters(session, user, patient_id),
         patient=patient,
         catalogue=catalogue.current_items(session),
         chosen=chosen,

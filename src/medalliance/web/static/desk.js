@@ -4,6 +4,10 @@
 (function () {
   "use strict";
 
+  function hasSteps(data) {
+    return data.series.some(function (s) { return s.measurement === "steps"; });
+  }
+
   function draw(root) {
     if (!window.echarts) return;
     root.querySelectorAll(".chart[data-chart]").forEach(function (el) {
@@ -12,13 +16,17 @@
       var chart = window.echarts.getInstanceByDom(el) || window.echarts.init(el, null, { renderer: "canvas" });
       chart.setOption({
         animation: false,
-        grid: { left: 40, right: 10, top: 28, bottom: 22 },
+        grid: { left: 40, right: 44, top: 28, bottom: 22 },
         tooltip: { trigger: "axis" },
         legend: { top: 0, textStyle: { fontSize: 11 } },
         xAxis: { type: "time" },
-        yAxis: { type: "value", scale: true },
+        // Steps (thousands) get their own axis on the right, or they flatten the rest.
+        yAxis: [{ type: "value", scale: true }, { type: "value", scale: true, show: hasSteps(data) }],
         series: data.series.map(function (s) {
-          return { name: s.name, type: "line", showSymbol: true, symbolSize: 4, data: s.data };
+          return {
+            name: s.name, type: "line", showSymbol: true, symbolSize: 4, data: s.data,
+            yAxisIndex: s.measurement === "steps" ? 1 : 0
+          };
         })
       });
       el.setAttribute("data-drawn", "1");
