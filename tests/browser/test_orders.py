@@ -29,7 +29,7 @@ def test_order_with_recognition_reuse_and_repeat_with_reason(
     glucose = page.locator(f"#item-{GLUCOSE} tr.recognisable").first
     glucose.wait_for()
     assert "5.6" in glucose.inner_text() and "QH-LEAD" in glucose.inner_text()
-    assert page.locator(f"#item-{GLUCOSE} .badge.hr").count() >= 1  # the HR mark
+    assert page.locator(f"#item-{GLUCOSE} .badge-hr").count() >= 1  # the HR mark
     screenshot(page, "orders-recognition")
 
     glucose.locator(".reuse-form button").click()
@@ -43,6 +43,7 @@ def test_order_with_recognition_reuse_and_repeat_with_reason(
     page.wait_for_load_state()
     error = page.locator(f"#item-{POTASSIUM} .field-error")
     assert error.inner_text() == "原因 R6 需要填写简要说明。"  # beside the field, in Chinese
+    error.scroll_into_view_if_needed()
     screenshot(page, "orders-repeat-reason-error")
 
     potassium = page.locator(f"#item-{POTASSIUM} tr.recognisable").first

@@ -54,5 +54,5 @@ def test_prescribe_with_a_blocking_finding_and_its_source(
     page.fill("#override-reason", "会诊后确认获益大于风险，已告知患者")
     page.click("#sign-button")
     page.wait_for_url("**/prescriptions/*")
-    assert page.locator("#rx-status").inner_text() == "已签名"
+    assert page.locator("#rx-status").inner_text() == "已签署"
     assert page.locator("#override-shown").is_visible()

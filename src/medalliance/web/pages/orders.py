@@ -19,7 +19,7 @@ from medalliance.api.problems import status_for
 from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records import timeline
-from medalliance.domains.records.models import EncounterStatus
+from medalliance.domains.records.models import EncounterClass, EncounterStatus
 from medalliance.domains.results import catalogue, recognition, schemas
 from medalliance.domains.results.models import RecognitionChoice, RecognitionDecision
 from medalliance.domains.results.rules import NotRecognised
@@ -36,6 +36,12 @@ Writer = Annotated[WebUser, Depends(requires(Permission.PATIENT_WRITE))]
 N_ = i18n.N_
 
 DEAD_ENCOUNTERS = {EncounterStatus.CANCELLED, EncounterStatus.ENTERED_IN_ERROR}
+ENCOUNTER_CLASSES = {
+    EncounterClass.OUTPATIENT: N_("Outpatient"),
+    EncounterClass.INPATIENT: N_("Inpatient"),
+    EncounterClass.EMERGENCY: N_("Emergency"),
+    EncounterClass.TELEMEDICINE: N_("Telemedicine"),
+}
 # Why no prior result qualifies (rules.NotRecognised) → msgids.
 WHY_NOT: dict[str, str] = {
     NotRecognised.NONE: N_("No result of this item for this patient that you may see."),
@@ -127,6 +133,7 @@ def _page(
         "orders/order.html",
         status_code,
         encounters=_prescribable_encounters(session, user, patient_id),
+        encounter_classes=ENCOUNTER_CLASSES,
         patient=patient,
         catalogue=catalogue.current_items(session),
         chosen=chosen,
