@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medalliance.access.models import User
-from medalliance.access.permissions import permissions_for
 from medalliance.db.uow import unit_of_work
+from medalliance.domains.alliance.models import Institution
 from medalliance.domains.monitoring import jobs as monitoring_jobs
 from medalliance.domains.monitoring.models import Alert, Device, DeviceAssignment, DeviceGateway
 from medalliance.domains.patients import service as patients_service
@@ -28,21 +28,17 @@ from medalliance.domains.results import service as results_service
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from tests.browser.conftest import LiveServer
+from tests.conftest import actor_for
 
 GLUCOSE, POTASSIUM = "14749-6", "2823-3"
 
 
 def actor(session: Session, username: str) -> Actor:
+    """The demo account's actor, as the JSON API would build it from its token."""
     user = session.scalar(select(User).where(User.username == username))
-    assert user is not None, username
-    return Actor(
-        user_id=user.id,
-        username=user.username,
-        role=user.role,
-        institution_id=user.institution_id,
-        practitioner_id=user.practitioner_id,
-        permissions=permissions_for(user.role),
-    )
+    assert user is not None and user.institution_id is not None, username
+    institution = session.get(Institution, user.institution_id)
+    return actor_for(user.role, institution=institution, user_id=user.id, username=username)
 
 
 def _register(session: Session, who: Actor, family: str, given: str, **fields: object) -> uuid.UUID:

@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from medalliance.access.models import User
-from medalliance.access.permissions import permissions_for
 from medalliance.domains.alliance.models import Institution
 from medalliance.domains.patients.models import PatientRecord, Person
 from medalliance.domains.records import schemas as records_schemas
@@ -29,6 +28,7 @@ from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.roles import Role
 from medalliance.web import csrf as web_csrf
+from tests.conftest import actor_for
 from tests.factories.access import UserFactory
 from tests.factories.alliance import AllianceFactory, InstitutionFactory
 from tests.factories.patients import make_patient
@@ -39,15 +39,8 @@ GLUCOSE = "14749-6"  # fasting glucose: on the recognised list, with a validity 
 POTASSIUM = "2823-3"
 
 
-def actor_of(user: User) -> Actor:
-    return Actor(
-        user_id=user.id,
-        username=user.username,
-        role=user.role,
-        institution_id=user.institution_id,
-        practitioner_id=user.practitioner_id,
-        permissions=permissions_for(user.role),
-    )
+def actor_of(user: User, institution: Institution) -> Actor:
+    return actor_for(user.role, institution=institution, user_id=user.id, username=user.username)
 
 
 @contextmanager
@@ -85,7 +78,7 @@ def make_world(session: Session) -> World:
     accredit(home, GLUCOSE, POTASSIUM)
     clinician = UserFactory(role=Role.CLINICIAN, institution=home)
     person, record = make_patient(home, family_name="李", given_name="秀兰")
-    doctor = actor_of(clinician)
+    doctor = actor_of(clinician, home)
     encounter = records_service.create_encounter(
         session=session,
         actor=doctor,

@@ -53,7 +53,7 @@ def test_the_desk_lists_the_alert_and_a_nurse_acknowledges_it_with_a_note(
         assert f'data-alert="{alert.id}"' in page.text
         assert "No readings" in page.text
         assert "/static/vendor/echarts/echarts.min.js" in page.text
-        panel = client.get("/desk/panel", headers={"HX-Request": "true"})
+        panel = client.get("/desk", headers={"HX-Request": "true"})
         assert panel.status_code == 200 and "<html" not in panel.text
         done = client.post(
             f"/desk/alerts/{alert.id}/acknowledge",
@@ -115,7 +115,7 @@ def _review_pair(session: Session) -> tuple[Institution, ReviewItem]:
     }
     patients_service.register(
         session=session,
-        actor=actor_of(new_user(Role.NURSE, a)),
+        actor=actor_of(new_user(Role.NURSE, a), a),
         data=PatientCreate.model_validate(base),
     )
     moved = {
@@ -128,7 +128,7 @@ def _review_pair(session: Session) -> tuple[Institution, ReviewItem]:
     }
     patients_service.register(
         session=session,
-        actor=actor_of(new_user(Role.NURSE, b)),
+        actor=actor_of(new_user(Role.NURSE, b), b),
         data=PatientCreate.model_validate(moved),
     )
     [item] = session.scalars(select(ReviewItem)).all()

@@ -247,32 +247,52 @@ def institution(request: Request, code: str, session: DbSession, user: RegistryR
     return _institution_page(request, session, user, code)
 
 
-@router.post("/institutions/{code}/departments")
-def create_department(
-    request: Request, code: str, session: DbSession, user: RegistryManager, form: PostedForm
+def _institution_form(
+    request: Request,
+    session: Session,
+    user: WebUser,
+    code: str,
+    form: FormData,
+    prefix: str,
+    create: tuple[type[Model], tuple[str, ...], Callable[[Model], object]],
+    done: str,
 ) -> Response:
-    values = _form_dict(form, ("code", "name_zh", "name_en", "discipline"), "dept.")
+    """One of the institution page's forms (fields named ``<prefix><field>``): created,
+    or the page again with the errors beside that form's fields."""
+    model, fields, use_case = create
+    values = _form_dict(form, fields, prefix)
     errors = FormErrors()
-    ok, status = _run(
-        session,
-        errors,
-        schemas.DepartmentCreate,
-        values,
-        lambda data: alliance_service.create_department(
-            session=session, actor=user.actor, institution_code=code, data=data
-        ),
+    body = (
+        {**values, "institution_code": code} if "institution_code" in model.model_fields else values
     )
+    ok, status = _run(session, errors, model, body, use_case)
     if not ok:
         return _institution_page(
             request,
             session,
             user,
             code,
-            errors=_prefixed(errors, "dept."),
-            values={f"dept.{k}": v for k, v in values.items()},
+            errors=_prefixed(errors, prefix),
+            values={prefix + k: v for k, v in values.items()},
             status_code=status,
         )
-    return _done(request, f"/admin/institutions/{code}", N_("Department created."))
+    return _done(request, f"/admin/institutions/{code}", done)
+
+
+@router.post("/institutions/{code}/departments")
+def create_department(
+    request: Request, code: str, session: DbSession, user: RegistryManager, form: PostedForm
+) -> Response:
+    def use_case(data: schemas.DepartmentCreate) -> object:
+        return alliance_service.create_department(
+            session=session, actor=user.actor, institution_code=code, data=data
+        )
+
+    fields = ("code", "name_zh", "name_en", "discipline")
+    create = (schemas.DepartmentCreate, fields, use_case)
+    return _institution_form(
+        request, session, user, code, form, "dept.", create, N_("Department created.")
+    )
 
 
 PRACTITIONER_FIELDS = (
@@ -290,28 +310,13 @@ PRACTITIONER_FIELDS = (
 def create_practitioner(
     request: Request, code: str, session: DbSession, user: RegistryManager, form: PostedForm
 ) -> Response:
-    values = _form_dict(form, PRACTITIONER_FIELDS, "prac.")
-    errors = FormErrors()
-    ok, status = _run(
-        session,
-        errors,
-        schemas.PractitionerCreate,
-        {**values, "institution_code": code},
-        lambda data: alliance_service.create_practitioner(
-            session=session, actor=user.actor, data=data
-        ),
+    def use_case(data: schemas.PractitionerCreate) -> object:
+        return alliance_service.create_practitioner(session=session, actor=user.actor, data=data)
+
+    create = (schemas.PractitionerCreate, PRACTITIONER_FIELDS, use_case)
+    return _institution_form(
+        request, session, user, code, form, "prac.", create, N_("Practitioner added.")
     )
-    if not ok:
-        return _institution_page(
-            request,
-            session,
-            user,
-            code,
-            errors=_prefixed(errors, "prac."),
-            values={f"prac.{k}": v for k, v in values.items()},
-            status_code=status,
-        )
-    return _done(request, f"/admin/institutions/{code}", N_("Practitioner added."))
 
 
 # --- beds -------------------------------------------------------------------------

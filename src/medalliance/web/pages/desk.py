@@ -130,20 +130,9 @@ def desk_page(
     offset: Offset = 0,
     days: Days = 7,
 ) -> Response:
-    return render(request, "desk/desk.html", **_panel_context(session, user, mine, offset, days))
-
-
-@router.get("/panel")
-def desk_panel(
-    request: Request,
-    session: DbSession,
-    user: Reader,
-    mine: Mine = False,
-    offset: Offset = 0,
-    days: Days = 7,
-) -> Response:
-    """The patient list alone, for the periodic refresh."""
-    return render(request, "desk/_panel.html", **_panel_context(session, user, mine, offset, days))
+    """The desk; an HTMX request (the periodic refresh) gets the patient list alone."""
+    template = "desk/_panel.html" if request.headers.get("hx-request") else "desk/desk.html"
+    return render(request, template, **_panel_context(session, user, mine, offset, days))
 
 
 @router.post("/alerts/{alert_id}/{action}")
