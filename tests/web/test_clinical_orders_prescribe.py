@@ -264,3 +264,50 @@ def test_suggestions_come_from_the_encounters_symptoms(app: FastAPI, world: Worl
     assert "From the encounter's symptoms" in answer.text
     assert "咳嗽" in answer.text
     assert answer.text.count('class="herb-pick"') >= 1
+
+
+def test_a_formula_with_changes_is_stored_as_its_removals_changes_and_additions(
+    app: FastAPI, session: Session, world: World
+) -> None:
+    with web_client(app, world.clinician) as client:
+        editor = client.get(f"/encounters/{world.encounter.id}/prescribe?formula=四君子汤")
+        assert editor.status_code == 200
+        assert 'name="formula" value="F041"' in editor.text
+        assert (
+            'name="herb-3" value="甘草"' in editor.text and 'name="dose-3" value="6"' in editor.text
+        )
+        saved = client.post(
+            f"/encounters/{world.encounter.id}/prescribe",
+            data={
+                "formula": "F041",
+                "herb-0": "人参",
+                "dose-0": "9",
+                "herb-1": "白术",
+                "dose-1": "12",  # changed
+                "herb-2": "茯苓",
+                "dose-2": "9",
+                "herb-3": "",  # 甘草 removed
+                "dose-3": "",
+                "herb-4": "陈皮",  # added
+                "dose-4": "6",
+                "dose_count": "7",
+                "herbal_form": "granules",
+                "action": "save",
+                "csrf_token": csrf(client),
+            },
+            follow_redirects=False,
+        )
+        assert saved.status_code == 303, saved.text
+        draft = client.get(saved.headers["location"])  # a draft opens in the editor
+        assert f'action="{saved.headers["location"]}"' in draft.text
+        assert 'name="herb-3" value="陈皮"' in draft.text
+    [prescription] = session.scalars(select(Prescription)).all()
+    assert prescription.status is PrescriptionStatus.DRAFT
+    assert prescription.formula_id == "F041"
+    lines = {h.name: (h.dose_g, h.origin) for h in prescription.herbs}
+    assert lines == {
+        "人参": (9.0, "formula"),
+        "白术": (12.0, "changed"),
+        "茯苓": (9.0, "formula"),
+        "陈皮": (6.0, "added"),
+    }
