@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,16 +23,15 @@ def _scale(values: Sequence[float], size: float, pad: float) -> list[float]:
     return [pad + (size - 2 * pad) * (1 - (v - low) / span) for v in values]
 
 
-def _dots(xs: Sequence[float], ys: Sequence[float], points: Sequence[Point], radius: float) -> str:
+def _dots(
+    xs: Sequence[float], ys: Sequence[float], points: Sequence[Point], radius: float
+) -> Markup:
     """A dot per point with its tooltip; flagged ones get the class the CSS colours red."""
-    out = []
-    for x, y, p in zip(xs, ys, points, strict=True):
-        css = ' class="abnormal"' if p.flagged else ""
-        out.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}"{css}>'
-            f"<title>{escape(p.label)}</title></circle>"
-        )
-    return "".join(out)
+    circle = Markup('<circle cx="{:.1f}" cy="{:.1f}" r="{}" class="{}"><title>{}</title></circle>')
+    return Markup("").join(
+        circle.format(x, y, radius, "abnormal" if p.flagged else "", p.label)
+        for x, y, p in zip(xs, ys, points, strict=True)
+    )
 
 
 def sparkline(points: Sequence[Point], *, width: int = 120, height: int = 28) -> Markup:
@@ -46,10 +45,9 @@ def sparkline(points: Sequence[Point], *, width: int = 120, height: int = 28) ->
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
     dots = _dots(xs, ys, points, radius=2)
     return Markup(
-        f'<svg class="sparkline" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img">'
-        f'<polyline points="{line}"/>{dots}</svg>'
-    )
+        '<svg class="sparkline" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">'
+        '<polyline points="{line}"/>{dots}</svg>'
+    ).format(w=width, h=height, line=line, dots=dots)
 
 
 def trend_chart(
@@ -67,12 +65,25 @@ def trend_chart(
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
     dots = _dots(xs, ys, points, radius=3.5)
     low, high = min(values), max(values)
-    axis = (
-        f'<text x="{pad_left - 6}" y="{pad + 4}" text-anchor="end">{high:g}</text>'
-        f'<text x="{pad_left - 6}" y="{height - pad + 4}" text-anchor="end">{low:g}</text>'
-        f'<line x1="{pad_left}" y1="{pad}" x2="{pad_left}" y2="{height - pad}"/>'
-    )
     return Markup(
-        f'<svg class="sparkline trend-chart" width="100%" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{escape(label)}">{axis}<polyline points="{line}"/>{dots}</svg>'
+        '<svg class="sparkline trend-chart" width="100%" viewBox="0 0 {w} {h}" role="img" '
+        'aria-label="{label}">'
+        '<text x="{tx}" y="{top}" text-anchor="end">{high:g}</text>'
+        '<text x="{tx}" y="{bottom}" text-anchor="end">{low:g}</text>'
+        '<line x1="{ax}" y1="{pad}" x2="{ax}" y2="{axis_end}"/>'
+        '<polyline points="{line}"/>{dots}</svg>'
+    ).format(
+        w=width,
+        h=height,
+        label=label,
+        tx=pad_left - 6,
+        top=pad + 4,
+        bottom=height - pad + 4,
+        high=high,
+        low=low,
+        ax=pad_left,
+        pad=pad,
+        axis_end=height - pad,
+        line=line,
+        dots=dots,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
@@ -210,7 +211,12 @@ def login_url(next_url: str, reason: str | None = None) -> str:
     return url + ("&expired=1" if reason == "expired" else "")
 
 
-async def optional_web_user(request: Request, session: DbSession) -> WebUser | None:
+# The dependencies below are plain functions on purpose: FastAPI runs them in the
+# thread pool, so their database work never blocks the event loop (a page's concurrent
+# HTMX requests would otherwise wait on each other there).
+
+
+def optional_web_user(request: Request, session: DbSession) -> WebUser | None:
     user = current_user(session, request, _settings(request))
     request.state.web_user = user
     if user is not None:
@@ -218,7 +224,7 @@ async def optional_web_user(request: Request, session: DbSession) -> WebUser | N
     return user
 
 
-async def require_web_user(
+def require_web_user(
     request: Request, user: Annotated[WebUser | None, Depends(optional_web_user)]
 ) -> WebUser:
     """The logged-in user; otherwise a redirect to the login page (kept ``next``)."""
@@ -229,10 +235,10 @@ async def require_web_user(
     return user
 
 
-def require_permission(permission: Permission) -> object:
+def require_permission(permission: Permission) -> Callable[..., WebUser]:
     """A dependency for pages of one permission: 403 page otherwise (audited)."""
 
-    async def dependency(user: Annotated[WebUser, Depends(require_web_user)]) -> WebUser:
+    def dependency(user: Annotated[WebUser, Depends(require_web_user)]) -> WebUser:
         if not user.can(permission):
             raise PermissionDenied(f"Role {user.role} lacks permission {permission}.")
         return user
