@@ -33,16 +33,16 @@ from medalliance.kernel.roles import Role
 from medalliance.web import i18n
 from medalliance.web.forms import FormErrors, validate
 from medalliance.web.labels import ROLE_LABELS
-from medalliance.web.pages.clinical_forms import PostedForm, attempt, requires, text
+from medalliance.web.pages.clinical_forms import PostedForm, attempt, text
 from medalliance.web.render import flash, redirect, render
-from medalliance.web.session import WebUser
+from medalliance.web.session import WebUser, require_permission
 
 router = APIRouter(prefix="/admin")
-RegistryReader = Annotated[WebUser, Depends(requires(Permission.REGISTRY_READ))]
-AllianceAdmin = Annotated[WebUser, Depends(requires(Permission.ALLIANCE_MANAGE))]
-RegistryManager = Annotated[WebUser, Depends(requires(Permission.REGISTRY_MANAGE))]
-BedKeeper = Annotated[WebUser, Depends(requires(Permission.BEDS_UPDATE))]
-UsersManager = Annotated[WebUser, Depends(requires(Permission.USERS_MANAGE))]
+RegistryReader = Annotated[WebUser, Depends(require_permission(Permission.REGISTRY_READ))]
+AllianceAdmin = Annotated[WebUser, Depends(require_permission(Permission.ALLIANCE_MANAGE))]
+RegistryManager = Annotated[WebUser, Depends(require_permission(Permission.REGISTRY_MANAGE))]
+BedKeeper = Annotated[WebUser, Depends(require_permission(Permission.BEDS_UPDATE))]
+UsersManager = Annotated[WebUser, Depends(require_permission(Permission.USERS_MANAGE))]
 N_ = i18n.N_
 Model = TypeVar("Model", bound=BaseModel)
 PAGE_SIZE = 50

@@ -22,13 +22,13 @@ from medalliance.kernel.errors import DomainError, PermissionDenied
 from medalliance.kernel.pagination import PageRequest
 from medalliance.web import i18n
 from medalliance.web.forms import FormErrors
-from medalliance.web.pages.clinical_forms import PostedForm, attempt, requires, text
+from medalliance.web.pages.clinical_forms import PostedForm, attempt, text
 from medalliance.web.render import flash, redirect, render
-from medalliance.web.session import WebUser
+from medalliance.web.session import WebUser, require_permission
 
 router = APIRouter(prefix="/desk")
-Reader = Annotated[WebUser, Depends(requires(Permission.PATIENT_READ))]
-Writer = Annotated[WebUser, Depends(requires(Permission.PATIENT_WRITE))]
+Reader = Annotated[WebUser, Depends(require_permission(Permission.PATIENT_READ))]
+Writer = Annotated[WebUser, Depends(require_permission(Permission.PATIENT_WRITE))]
 N_ = i18n.N_
 PAGE_SIZE = 20
 REFRESH_SECONDS = 30

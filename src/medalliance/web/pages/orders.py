@@ -26,13 +26,13 @@ from medalliance.domains.results.rules import NotRecognised
 from medalliance.kernel.errors import DomainError, InvalidInput, PermissionDenied
 from medalliance.web import i18n
 from medalliance.web.forms import FormErrors
-from medalliance.web.pages.clinical_forms import PostedForm, attempt, requires, text, texts
+from medalliance.web.pages.clinical_forms import PostedForm, attempt, text, texts
 from medalliance.web.render import flash, redirect, render
-from medalliance.web.session import WebUser
+from medalliance.web.session import WebUser, require_permission
 
 router = APIRouter()
-Reader = Annotated[WebUser, Depends(requires(Permission.PATIENT_READ))]
-Writer = Annotated[WebUser, Depends(requires(Permission.PATIENT_WRITE))]
+Reader = Annotated[WebUser, Depends(require_permission(Permission.PATIENT_READ))]
+Writer = Annotated[WebUser, Depends(require_permission(Permission.PATIENT_WRITE))]
 N_ = i18n.N_
 
 DEAD_ENCOUNTERS = {EncounterStatus.CANCELLED, EncounterStatus.ENTERED_IN_ERROR}

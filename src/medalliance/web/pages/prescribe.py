@@ -32,13 +32,13 @@ from medalliance.domains.tcm.models import HerbalForm, Prescription, Prescriptio
 from medalliance.kernel.errors import DomainError, InvalidInput, PermissionDenied
 from medalliance.web import i18n
 from medalliance.web.forms import FormErrors
-from medalliance.web.pages.clinical_forms import PostedForm, SignedIn, attempt, requires, text
+from medalliance.web.pages.clinical_forms import PostedForm, attempt, text
 from medalliance.web.render import flash, redirect, render
-from medalliance.web.session import WebUser
+from medalliance.web.session import WebUser, WebUserDep, require_permission
 
 router = APIRouter()
-Prescriber = Annotated[WebUser, Depends(requires(Permission.PRESCRIBE))]
-Reader = Annotated[WebUser, Depends(requires(Permission.PATIENT_READ))]
+Prescriber = Annotated[WebUser, Depends(require_permission(Permission.PRESCRIBE))]
+Reader = Annotated[WebUser, Depends(require_permission(Permission.PATIENT_READ))]
 N_ = i18n.N_
 HERB_ROWS, DRUG_ROWS, SUGGESTIONS = 8, 3, 8
 SEVERITY_LABELS = {"block": N_("Blocking"), "warn": N_("Warning"), "info": N_("Note")}
@@ -459,7 +459,7 @@ def prescription_page(
 
 @router.get("/prescribe/herbs")
 def herb_search(
-    request: Request, user: SignedIn, q: Annotated[str, Query(max_length=50)] = ""
+    request: Request, user: WebUserDep, q: Annotated[str, Query(max_length=50)] = ""
 ) -> Response:
     """Herbs by characters, pinyin or pinyin initials (dg → 当归), as a pick list."""
     hits = catalogue().search_herbs(q, limit=12) if q.strip() else []
@@ -469,7 +469,7 @@ def herb_search(
 @router.get("/prescribe/formulas")
 def formula_search(
     request: Request,
-    user: SignedIn,
+    user: WebUserDep,
     q: Annotated[str, Query(max_length=50)] = "",
     encounter: uuid.UUID | None = None,
 ) -> Response:
@@ -533,7 +533,7 @@ def suggest(
     request: Request,
     encounter_id: uuid.UUID,
     session: DbSession,
-    user: Annotated[WebUser, Depends(requires(Permission.TCM_RECOMMEND))],
+    user: Annotated[WebUser, Depends(require_permission(Permission.TCM_RECOMMEND))],
     symptoms: Annotated[str, Query(max_length=1000)] = "",
 ) -> Response:
     """Herb suggestions (already safety-checked) for the typed symptoms, or else for

@@ -22,12 +22,12 @@ from medalliance.kernel.errors import DomainError, PermissionDenied
 from medalliance.kernel.pagination import PageRequest
 from medalliance.web import i18n
 from medalliance.web.forms import FormErrors
-from medalliance.web.pages.clinical_forms import PostedForm, attempt, requires, text
+from medalliance.web.pages.clinical_forms import PostedForm, attempt, text
 from medalliance.web.render import flash, redirect, render
-from medalliance.web.session import WebUser
+from medalliance.web.session import WebUser, require_permission
 
 router = APIRouter(prefix="/review")
-Reviewer = Annotated[WebUser, Depends(requires(Permission.MPI_REVIEW))]
+Reviewer = Annotated[WebUser, Depends(require_permission(Permission.MPI_REVIEW))]
 N_ = i18n.N_
 PAGE_SIZE = 10
 NOTE_MAX = 2000
