@@ -19,7 +19,9 @@ from medalliance.domains.monitoring import jobs as monitoring_jobs
 from medalliance.domains.monitoring.models import Alert, Device, DeviceAssignment, DeviceGateway
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.patients.identity import Sex
-from medalliance.domains.patients.schemas import PatientCreate
+from medalliance.domains.patients.mpi import service as mpi_service
+from medalliance.domains.patients.mpi.models import ReviewItem, ReviewStatus
+from medalliance.domains.patients.schemas import PatientCreate, RegistrationResult
 from medalliance.domains.records import schemas as records_schemas
 from medalliance.domains.records import service as records_service
 from medalliance.domains.records.models import EncounterClass
@@ -41,12 +43,13 @@ def actor(session: Session, username: str) -> Actor:
     return actor_for(user.role, institution=institution, user_id=user.id, username=username)
 
 
-def _register(session: Session, who: Actor, family: str, given: str, **fields: object) -> uuid.UUID:
+def _register(
+    session: Session, who: Actor, family: str, given: str, **fields: object
+) -> RegistrationResult:
     data = PatientCreate.model_validate(
         {"family_name": family, "given_name": given, "sex": Sex.FEMALE, **fields}
     )
-    result = patients_service.register(session=session, actor=who, data=data)
-    return result.patient.id
+    return patients_service.register(session=session, actor=who, data=data)
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,12 @@ class Chart:
     encounter_id: uuid.UUID
 
 
-def patient_with_results(server: LiveServer, given: str) -> Chart:
+def patient_with_results(server: LiveServer, given: str, born: date) -> Chart:
     """A patient of the lead hospital (QH-LEAD, the `clinician` account's) with an
     encounter today and a glucose and a potassium from two days ago (recognisable)."""
     with unit_of_work(server.factory) as session:
         doctor = actor(session, "clinician")
-        person = _register(session, doctor, "闻", given, birth_date=date(1961, 4, 2))
+        person = _register(session, doctor, "闻", given, birth_date=born).patient.id
         encounter = records_service.create_encounter(
             session=session,
             actor=doctor,
@@ -91,7 +94,7 @@ def silent_monitored_patient(server: LiveServer, given: str) -> tuple[uuid.UUID,
     silent-patient job raises a 'no readings' alert. (person id, alert id)"""
     with unit_of_work(server.factory) as session:
         nurse = actor(session, "nurse")
-        person = _register(session, nurse, "静", given, birth_date=date(1950, 1, 9))
+        person = _register(session, nurse, "静", given, birth_date=date(1950, 1, 9)).patient.id
         assert nurse.institution_id is not None
         record = patients_service.local_record(session, person, nurse.institution_id)
         assert record is not None
@@ -128,10 +131,13 @@ def silent_monitored_patient(server: LiveServer, given: str) -> tuple[uuid.UUID,
         return person, alert_id
 
 
-def uncertain_match(server: LiveServer, family: str, given: str) -> int:
+def uncertain_match(server: LiveServer, family: str, given: str) -> uuid.UUID:
     """The same woman registered at the lead hospital and, with her birth day and month
-    swapped, a new phone and address, at a district hospital: the MPI is unsure and
-    queues the pair for review. Returns how many candidates were queued."""
+    swapped, a new phone and address, at a district hospital; the pair is put in the
+    review queue as the MPI does for an uncertain match. (Whether the MPI itself queues
+    or links such a pair depends on the name frequencies of the database, which other
+    tests change: here the pair is queued directly, its comparison computed by the
+    MPI's own model.) Returns the review item's id."""
     base = {
         "birth_date": date(1975, 3, 8),
         "phones": ["13812345678"],
@@ -140,21 +146,37 @@ def uncertain_match(server: LiveServer, family: str, given: str) -> int:
         "street": "和平街12号",
         "postcode": "330102",
     }
+    moved = {
+        **base,
+        "birth_date": date(1975, 8, 3),
+        "phones": ["13700000001"],
+        "street": "人民路5号",
+        "district": "南湖区",
+        "postcode": "330109",
+    }
     with unit_of_work(server.factory) as session:
-        _register(session, actor(session, "nurse"), family, given, **base)
-        moved = {
-            **base,
-            "birth_date": date(1975, 8, 3),
-            "phones": ["13700000001"],
-            "street": "人民路5号",
-            "district": "南湖区",
-            "postcode": "330109",
-        }
-        data = PatientCreate.model_validate(
-            {"family_name": family, "given_name": given, "sex": Sex.FEMALE, **moved}
-        )
+        first = _register(session, actor(session, "nurse"), family, given, **base)
         # The care manager's member (QH-DC-01) registers the second record.
-        result = patients_service.register(
-            session=session, actor=actor(session, "caremanager"), data=data
+        second = _register(session, actor(session, "caremanager"), family, given, **moved)
+        records = [first.record_id, second.record_id]
+        item = session.scalar(
+            select(ReviewItem).where(
+                ReviewItem.record_id == records[1], ReviewItem.candidate_record_id == records[0]
+            )
         )
-        return result.review_candidates
+        if item is None:
+            item = ReviewItem(
+                record_id=records[1],
+                candidate_record_id=records[0],
+                probability=0.7,
+                weight=0.0,
+                comparison={},
+                status=ReviewStatus.OPEN,
+                created_at=utcnow(),
+            )
+            session.add(item)
+            session.flush()
+            item.comparison = mpi_service.rescore(session, item)
+            item.weight = round(sum(float(c["weight"]) for c in item.comparison.values()), 2)
+        session.flush()
+        return item.id

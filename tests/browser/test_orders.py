@@ -4,6 +4,7 @@ another with a reason (R6 needs its description, shown beside the field)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ def test_order_with_recognition_reuse_and_repeat_with_reason(
     logged_in_page: Callable[..., Any],
     screenshot: Callable[[Any, str], Any],
 ) -> None:
-    chart = patient_with_results(live_server, "互认")
+    chart = patient_with_results(live_server, "互认", date(1961, 4, 2))
     page = logged_in_page(Role.CLINICIAN)
     page.goto(f"/patients/{chart.person_id}/orders")
     page.check(f'input[name="items"][value="{GLUCOSE}"]')

@@ -4,6 +4,7 @@ found as one types (blocking, with its source), signing only with an override re
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ def test_prescribe_with_a_blocking_finding_and_its_source(
     logged_in_page: Callable[..., Any],
     screenshot: Callable[[Any, str], Any],
 ) -> None:
-    chart = patient_with_results(live_server, "处方")
+    chart = patient_with_results(live_server, "处方", date(1963, 9, 15))
     page = logged_in_page(Role.CLINICIAN)
     page.goto(f"/encounters/{chart.encounter_id}/prescribe")
     # Suggestions from the encounter's symptoms (咳嗽 头痛); the first loads the model.
