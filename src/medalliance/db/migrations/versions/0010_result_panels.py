@@ -1,7 +1,7 @@
 """results: lab panel reports (FHIR DiagnosticReport of a laboratory) and their members
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-23 16:26:14.066000
 
 A panel (a LOINC panel code such as 58410-2, its status and times, the performing
@@ -18,8 +18,8 @@ from alembic import op
 
 import medalliance.db.types
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

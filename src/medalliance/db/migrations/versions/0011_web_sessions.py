@@ -1,7 +1,7 @@
 """web: server-side sessions of the web UI
 
-Revision ID: 0009_weba
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-23 16:30:00.000000
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 import medalliance.db.types
 
-revision: str = "0009_weba"
-down_revision: str | None = "0008"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
