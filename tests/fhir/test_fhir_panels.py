@@ -214,3 +214,30 @@ def test_bad_panels_change_nothing(fhir: TestClient, member: Any, session: Sessi
     assert after == before
     # the failed transaction's writes left no audit rows behind (denials would)
     assert session.scalar(select(func.count()).select_from(AuditEvent)) == audits
+
+
+def test_a_lab_panel_is_in_everything_and_has_its_one_version(
+    fhir: TestClient, member: Any
+) -> None:
+    patient = _create(fhir, member.h, patient_resource())
+    pref = f"Patient/{patient['id']}"
+    r = fhir.post("/fhir", json=_bundle(pref), headers=member.h)
+    assert r.status_code == 200, r.text
+    rep_id = r.json()["entry"][0]["response"]["location"].rsplit("/", 1)[1]
+    report = fhir.get(f"/fhir/DiagnosticReport/{rep_id}", headers=member.h).json()
+    assert report["meta"]["versionId"] == "1"
+    everything = fhir.get(f"/fhir/Patient/{patient['id']}/$everything", headers=member.h).json()
+    reports = [
+        e["resource"]
+        for e in everything["entry"]
+        if e["resource"]["resourceType"] == "DiagnosticReport"
+    ]
+    assert reports == [report]  # the same answer as a plain read
+    vread = fhir.get(f"/fhir/DiagnosticReport/{rep_id}/_history/1", headers=member.h)
+    assert vread.status_code == 200 and vread.json() == report
+    assert vread.headers["etag"] == 'W/"1"'
+    assert (
+        fhir.get(f"/fhir/DiagnosticReport/{rep_id}/_history/2", headers=member.h).status_code == 404
+    )
+    history = fhir.get(f"/fhir/DiagnosticReport/{rep_id}/_history", headers=member.h).json()
+    assert history["type"] == "history" and history["entry"][0]["resource"] == report

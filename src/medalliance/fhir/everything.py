@@ -100,12 +100,13 @@ def everything(
             req.types is not None and mapper.resource_type not in req.types
         ):
             continue
-        query = mapper.compartment_query(ctx, person.id, records, allowed)
-        if query is None:
-            continue
-        if req.since is not None:
-            query = query.where(mapper.last_updated_column() >= req.since)
-        parts.append((mapper, query.order_by(mapper.sorts["_id"])))
+        for part in mapper.compartment_parts():
+            query = part.compartment_query(ctx, person.id, records, allowed)
+            if query is None:
+                continue
+            if req.since is not None:
+                query = query.where(part.last_updated_column() >= req.since)
+            parts.append((part, query.order_by(part.sorts["_id"])))
     with_patient = req.types is None or "Patient" in req.types
     fetched, total = _fetch(ctx, parts, req, with_patient)
 

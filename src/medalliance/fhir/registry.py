@@ -63,6 +63,8 @@ class Lookups:
     codings: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = field(default_factory=dict)
     # versioned types: row id → (logical id, version number)
     versions: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
+    # a grouping row → the ids of the rows it groups, in order (a lab panel's results)
+    members: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
     _subjects: dict[uuid.UUID, dict[str, str]] = field(default_factory=dict)
 
     def subject(self, record_id: uuid.UUID) -> dict[str, str]:
@@ -133,6 +135,11 @@ class Mapper:
         raise NotImplementedError
 
     # --- Patient/$everything: the patient compartment, read in one query per type ------
+
+    def compartment_parts(self) -> tuple[Mapper, ...]:
+        """The mappers whose rows make up this type in the compartment: a type kept in
+        two tables (DiagnosticReport: lab panels and imaging reports) has two."""
+        return (self,)
 
     def compartment_query(
         self,

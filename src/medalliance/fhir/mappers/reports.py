@@ -8,6 +8,7 @@ hold across both."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -24,9 +25,6 @@ from medalliance.fhir.mappers.common import (
     domain_validation,
     identifier_pairs,
     instant,
-    meta,
-    patient_ref,
-    persons_of_records,
     prune,
     status_of,
 )
@@ -34,7 +32,18 @@ from medalliance.fhir.mappers.results import DiagnosticReportMapper as ImagingRe
 from medalliance.fhir.mappers.results import item_of
 from medalliance.fhir.models import FhirCoding
 from medalliance.fhir.outcome import invalid
-from medalliance.fhir.registry import CREATE, READ, SEARCH, Include, Mapper, Written
+from medalliance.fhir.registry import (
+    CREATE,
+    FIRST_VERSION,
+    HISTORY,
+    READ,
+    SEARCH,
+    VREAD,
+    Include,
+    Lookups,
+    Mapper,
+    Written,
+)
 from medalliance.fhir.search import (
     Criterion,
     SearchParam,
@@ -156,15 +165,24 @@ class LabPanelMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": ResultPanel.effective_at, "status": ResultPanel.status}
 
-    def to_fhir(self, ctx: FhirContext, rows: list[Any]) -> list[dict[str, Any]]:
-        persons = persons_of_records(ctx, [r.patient_record_id for r in rows])
-        ids = [r.id for r in rows]
-        side = store.identifiers_of(ctx.session, RTYPE, ids)
-        kept = store.codings_of(ctx.session, RTYPE, ids)
-        members = panels_service.members_of(ctx.session, ids)
+    # A panel is never changed once written (record_panels only inserts): one version.
+    immutable = True
+
+    def last_updated_column(self) -> Any:
+        return ResultPanel.created_at
+
+    def lookups(self, ctx: FhirContext, rows: Sequence[Any]) -> Lookups:
+        look = super().lookups(ctx, rows)
+        self.annotate(ctx, rows, look)
+        return look
+
+    def annotate(self, ctx: FhirContext, rows: Sequence[Any], look: Lookups) -> None:
+        look.members.update(panels_service.members_of(ctx.session, [r.id for r in rows]))
+
+    def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         out = []
         for r in rows:
-            categories = kept.get((r.id, "category")) or [
+            categories = look.codings.get((r.id, "category")) or [
                 coding(systems.V2_0074, LAB, "Laboratory")
             ]
             system = systems.LOINC if r.code_system == "LN" else systems.RESULT_LOCAL
@@ -176,17 +194,18 @@ class LabPanelMapper(PatientDataMapper):
                     {
                         "resourceType": RTYPE,
                         "id": str(r.id),
-                        "meta": meta(r),
-                        "identifier": side.get(r.id),
+                        "meta": {"versionId": FIRST_VERSION, "lastUpdated": instant(r.created_at)},
+                        "identifier": look.identifiers.get(r.id),
                         "status": "amended" if str(r.status) == "corrected" else str(r.status),
                         "category": [{"coding": [c]} for c in categories],
                         "code": prune(
                             {
-                                "coding": kept.get((r.id, "code")) or [coding(system, r.code)],
+                                "coding": look.codings.get((r.id, "code"))
+                                or [coding(system, r.code)],
                                 "text": r.name,
                             }
                         ),
-                        "subject": patient_ref(persons[r.patient_record_id]),
+                        "subject": look.subject(r.patient_record_id),
                         "encounter": {"reference": f"Encounter/{r.encounter_id}"}
                         if r.encounter_id
                         else None,
@@ -194,11 +213,12 @@ class LabPanelMapper(PatientDataMapper):
                         "issued": instant(r.issued_at),
                         "performer": performers,
                         "result": [
-                            {"reference": f"Observation/{rid}"} for rid in members.get(r.id, [])
+                            {"reference": f"Observation/{rid}"}
+                            for rid in look.members.get(r.id, [])
                         ],
                         "conclusion": r.conclusion,
                         "conclusionCode": [
-                            {"coding": [c]} for c in kept.get((r.id, "conclusionCode"), [])
+                            {"coding": [c]} for c in look.codings.get((r.id, "conclusionCode"), [])
                         ],
                     }
                 )
@@ -310,7 +330,9 @@ class DiagnosticReportMapper(Mapper):
 
     resource_type = RTYPE
     model = ImagingReportMapper.model  # the imaging part's helpers look the model up here
-    interactions = (READ, SEARCH, CREATE)
+    # both parts are never changed once written: one version each
+    immutable = True
+    interactions = (READ, VREAD, SEARCH, CREATE, HISTORY)
     patient_param: ClassVar[str | None] = "patient"
     includes: ClassVar[dict[str, Include]] = ImagingReportMapper.includes
     revincludes = ImagingReportMapper.revincludes
@@ -321,6 +343,9 @@ class DiagnosticReportMapper(Mapper):
         self.parts: tuple[PatientDataMapper, ...] = (self.panels, self.imaging)
         self.params = {**self.imaging.params, **self.panels.params}
         self.sorts = {k: v for k, v in self.panels.sorts.items() if k in self.imaging.sorts}
+
+    def compartment_parts(self) -> tuple[Mapper, ...]:
+        return self.parts
 
     def _part_of(self, row: Any) -> PatientDataMapper:
         return self.panels if isinstance(row, ResultPanel) else self.imaging
