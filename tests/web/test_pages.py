@@ -96,6 +96,7 @@ def test_chart_and_every_section_for_a_clinician_of_the_patient(
     chart = client.get(f"/patients/{pid}")
     assert chart.status_code == 200
     assert "欧阳秀兰" in chart.text and "11010519491231002X" in chart.text
+    assert f'href="/patients/{pid}/orders"' in chart.text  # order tests from the chart
     assert 'id="break-glass-banner"' not in chart.text
     for name in SECTIONS:
         fragment = client.get(f"/patients/{pid}/chart/{name}", headers=HX)
@@ -165,20 +166,24 @@ def test_role_without_patient_access_gets_a_403_page(
 
 
 @pytest.mark.parametrize(
-    ("role", "shown", "hidden"),
+    ("role", "shown", "hidden", "link"),
     [
-        (Role.CLINICIAN, "home-search", "home-admin"),
-        (Role.ALLIANCE_ADMIN, "home-admin", "home-search"),
-        (Role.INSTITUTION_ADMIN, "home-admin", "home-search"),
-        (Role.NURSE, "home-search", "home-admin"),
+        (Role.CLINICIAN, "home-search", "home-admin", None),
+        (Role.ALLIANCE_ADMIN, "home-admin", "home-search", "/admin"),
+        (Role.INSTITUTION_ADMIN, "home-admin", "home-search", "/admin"),
+        (Role.NURSE, "home-search", "home-admin", "/desk"),
     ],
 )
 def test_landing_is_made_for_the_role(
-    client: TestClient, role: Role, shown: str, hidden: str
+    client: TestClient, role: Role, shown: str, hidden: str, link: str | None
 ) -> None:
     web_login(client, UserFactory(role=role))
     page = client.get("/")
     assert f'id="{shown}"' in page.text and f'id="{hidden}"' not in page.text
+    if link is not None:  # the role's own page, linked from its landing
+        assert f'<a class="button" href="{link}">' in page.text
+    else:
+        assert 'href="/desk"' not in page.text.split("<main", 1)[1]
 
 
 def test_recently_opened_patients_on_the_landing(client: TestClient, world: dict[str, Any]) -> None:

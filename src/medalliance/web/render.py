@@ -123,5 +123,11 @@ def redirect(request: Request, url: str) -> Response:
 
 
 def has_page(request: Request, path: str) -> bool:
-    """Whether a page exists (nav links to pages that other parts of the UI add)."""
-    return any(getattr(route, "path", None) == path for route in request.app.routes)
+    """Whether a page exists (nav links to pages that other parts of the UI add). Looks
+    at the page routers themselves: FastAPI wraps an included router's routes in an
+    object without a ``path``, so ``request.app.routes`` does not list them."""
+    from medalliance.web.pages import PAGE_ROUTERS  # the pages import this module
+
+    return any(
+        getattr(route, "path", None) == path for router in PAGE_ROUTERS for route in router.routes
+    )
