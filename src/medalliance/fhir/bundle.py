@@ -367,8 +367,7 @@ def _uuid(value: str) -> Any:
 def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> dict[str, Any]:
     """One batch entry in a savepoint: a failure undoes only this entry, and its audit
     events (except denials, which must survive) are dropped with it."""
-    pending = ctx.session.info.setdefault(audit.PENDING_KEY, [])
-    mark = len(pending)
+    mark = audit.pending_mark(ctx.session)
     savepoint = ctx.session.begin_nested()
     known, resolved = dict(ctx.source_ids), dict(ctx._resolved)
     try:
@@ -379,9 +378,7 @@ def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> di
         savepoint.rollback()
         ctx.source_ids = known  # what the rolled-back entry created does not exist
         ctx._resolved = resolved
-        kept = [d for d in pending[mark:] if d.survives_rollback]
-        del pending[mark:]
-        pending.extend(kept)
+        audit.discard_since(ctx.session, mark)
         error = from_domain(exc, _rtype(item)) if isinstance(exc, DomainError) else exc
         return _error_entry(error)
 

@@ -16,29 +16,15 @@ from medalliance.domains.tcm import constitution, schemas
 from medalliance.domains.tcm.models import ConstitutionAssessment
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
-from medalliance.kernel.errors import Conflict, InvalidInput
+from medalliance.kernel.errors import InvalidInput
 
 
 def record_assessment(
     *, session: Session, actor: Actor, person_id: uuid.UUID, data: schemas.AssessmentCreate
 ) -> ConstitutionAssessment:
-    facts = patients_service.facts_or_404(session, person_id)
-    policy.enforce(
-        session,
-        actor,
-        facts,
-        policy.AccessAction.WRITE,
-        resource_type="ConstitutionAssessment",
-        resource_id=person_id,
-        audit_action="create",
+    record = patients_service.local_record_for_write(
+        session, actor, person_id, "ConstitutionAssessment"
     )
-    assert actor.institution_id is not None
-    record = patients_service.local_record(session, person_id, actor.institution_id)
-    if record is None:
-        raise Conflict(
-            "The patient is not registered at your institution yet: register them here first.",
-            field="patient_id",
-        )
     q = constitution.questionnaire()
     unknown = sorted(set(data.answers) - set(q.items))
     if unknown:

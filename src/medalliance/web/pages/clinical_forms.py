@@ -40,11 +40,10 @@ def attempt(session: Session, use_case: Callable[[], T]) -> T:
     """Run ``use_case`` inside a SAVEPOINT. On a domain or validation error everything
     it wrote is undone and its audit rows dropped, except those marked to survive a
     rollback; the page then shows the form again with the errors."""
-    before = list(session.info.get(audit_service.PENDING_KEY, []))
+    mark = audit_service.pending_mark(session)
     try:
         with session.begin_nested():
             return use_case()
     except (DomainError, ValidationError):
-        added = session.info.get(audit_service.PENDING_KEY, [])[len(before) :]
-        session.info[audit_service.PENDING_KEY] = before + [d for d in added if d.survives_rollback]
+        audit_service.discard_since(session, mark)
         raise
