@@ -42,3 +42,20 @@ def test_stable_id_is_deterministic_and_distinct_per_path() -> None:
     assert stable_id("inst", "A") == stable_id("inst", "A")
     assert stable_id("inst", "A") != stable_id("inst", "B")
     assert stable_id("inst", "A").version == 5
+
+
+def test_ids_made_within_one_millisecond_sort_in_the_order_made() -> None:
+    # many ids share a millisecond here; ORDER BY id must still give creation order
+    batch = [new_id() for _ in range(10_000)]
+    assert batch == sorted(batch)
+    assert len({i.int >> 80 for i in batch}) < len(batch)  # the case was exercised
+
+
+def test_the_next_id_carries_over_full_random_bits() -> None:
+    from medalliance.kernel.ids import _next_after
+
+    full = 5 << 80 | 0x7 << 76 | 0xFFF << 64 | 0b10 << 62 | ((1 << 62) - 1)
+    following = uuid.UUID(int=_next_after(full))
+    assert following.int > full
+    assert following.version == 7 and following.variant == uuid.RFC_4122
+    assert following.int >> 80 == 6

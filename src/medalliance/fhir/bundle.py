@@ -304,9 +304,10 @@ def _run_group(
         error = from_domain(exc, rtype) if isinstance(exc, DomainError) else exc
         raise _at(error, item) from exc
     for item, w in zip(fresh, made, strict=True):
-        assert item.resource is not None
-        handler.keep_sender_id(ctx, mapper, item.resource, w)
         written[item.index] = w
+    handler.keep_sender_ids(
+        ctx, mapper, [(i.resource, w) for i, w in zip(fresh, made, strict=True) if i.resource]
+    )
     if fresh:
         ctx.created(rtype)
     bodies: dict[uuid.UUID, dict[str, Any]] = {}

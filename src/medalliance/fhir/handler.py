@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from pydantic import BaseModel
 
+from medalliance.db.rows import insert_rows
 from medalliance.fhir import search as search_mod
 from medalliance.fhir import store, systems
 from medalliance.fhir.context import FhirContext
@@ -183,17 +185,27 @@ def already_imported(ctx: FhirContext, mapper: Mapper, resource: BaseModel) -> W
 
 
 def keep_sender_id(ctx: FhirContext, mapper: Mapper, resource: BaseModel, written: Written) -> None:
-    sender_id = getattr(resource, "id", None)
-    if ctx.keep_source_ids and sender_id:
-        ctx.session.add(
-            FhirIdentifier(  # a new resource: the sender's id was checked before
-                resource_type=mapper.resource_type,
-                resource_id=written.id,
-                system=systems.SOURCE_ID,
-                value=str(sender_id),
+    keep_sender_ids(ctx, mapper, [(resource, written)])
+
+
+def keep_sender_ids(
+    ctx: FhirContext, mapper: Mapper, pairs: Sequence[tuple[BaseModel, Written]]
+) -> None:
+    """On imports: the sender's ids of new resources (checked unknown before), in one
+    statement."""
+    if not ctx.keep_source_ids:
+        return
+    rows = []
+    for resource, written in pairs:
+        sender_id = getattr(resource, "id", None)
+        if sender_id:
+            rows.append(
+                store.identifier_row(
+                    mapper.resource_type, written.id, systems.SOURCE_ID, str(sender_id)
+                )
             )
-        )
-        ctx.source_ids[(mapper.resource_type, str(sender_id))] = written.id
+            ctx.source_ids[(mapper.resource_type, str(sender_id))] = written.id
+    insert_rows(ctx.session, FhirIdentifier, rows)
 
 
 def need_create(mapper: Mapper) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Uuid, any_, cast, select
 from sqlalchemy.orm import Session
 
+from medalliance.db.rows import insert_rows
 from medalliance.fhir.models import FhirCoding, FhirIdentifier
 from medalliance.kernel.errors import Conflict
 
@@ -75,15 +76,19 @@ def add_identifiers_many(
                     index=index,
                 )
             owners[(system, value)] = resource_id
-            rows.append(
-                FhirIdentifier(
-                    resource_type=resource_type,
-                    resource_id=resource_id,
-                    system=system,
-                    value=value,
-                )
-            )
-    session.add_all(rows)
+            rows.append(identifier_row(resource_type, resource_id, system, value))
+    insert_rows(session, FhirIdentifier, rows)
+
+
+def identifier_row(
+    resource_type: str, resource_id: uuid.UUID, system: str, value: str
+) -> dict[str, Any]:
+    return {
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "system": system,
+        "value": value,
+    }
 
 
 def identifiers_of(
@@ -111,17 +116,40 @@ def add_codings(
     element: str,
     codings: Iterable[tuple[str | None, str | None, str | None]],
 ) -> None:
-    session.add_all(
-        FhirCoding(
-            resource_type=resource_type,
-            resource_id=resource_id,
-            element=element,
-            system=None if system is None else system[:255],
-            code=None if code is None else code[:100],
-            display=None if display is None else display[:500],
+    """Keep one resource's extra codings (many resources: ``CodingRows``)."""
+    rows = CodingRows(resource_type)
+    rows.add(resource_id, element, codings)
+    rows.write(session)
+
+
+class CodingRows:
+    """The extra codings of many new resources of a type, written in one statement."""
+
+    def __init__(self, resource_type: str) -> None:
+        self.resource_type = resource_type
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        resource_id: uuid.UUID,
+        element: str,
+        codings: Iterable[tuple[str | None, str | None, str | None]],
+    ) -> None:
+        self.rows.extend(
+            {
+                "resource_type": self.resource_type,
+                "resource_id": resource_id,
+                "element": element,
+                "system": None if system is None else system[:255],
+                "code": None if code is None else code[:100],
+                "display": None if display is None else display[:500],
+            }
+            for system, code, display in codings
         )
-        for system, code, display in codings
-    )
+
+    def write(self, session: Session) -> None:
+        insert_rows(session, FhirCoding, self.rows)
+        self.rows = []
 
 
 def codings_of(

@@ -515,3 +515,125 @@ def institutions_by_id(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.
     if not ids:
         return {}
     return {i.id: i for i in session.scalars(select(Institution).where(Institution.id.in_(ids)))}
+
+
+# --- many at once (imports) -----------------------------------------------------------
+
+
+def create_institutions(
+    *, session: Session, actor: Actor, data: Sequence[schemas.InstitutionCreate]
+) -> list[Institution]:
+    """``create_institution`` for many members, all or none, in a few statements (the
+    hospitals of an import). A bad one raises with ``extra['index']`` naming it."""
+    _require(actor, Permission.ALLIANCE_MANAGE)
+    if not data:
+        return []
+    codes = [d.code for d in data]
+    taken = set(session.scalars(select(Institution.code).where(Institution.code.in_(codes))))
+    leads = {
+        i.code: i
+        for i in session.scalars(
+            select(Institution).where(
+                Institution.code.in_({d.lead_institution_code for d in data} - {None})
+            )
+        )
+    }
+    alliances: dict[tuple[str | None, uuid.UUID | None], Alliance] = {}
+    institutions = []
+    for index, d in enumerate(data):
+        if d.code in taken:
+            raise Conflict(
+                f"An institution with code {d.code!r} already exists.", field="code", index=index
+            )
+        taken.add(d.code)
+        lead = None
+        if d.lead_institution_code is not None:
+            lead = leads.get(d.lead_institution_code)
+            if lead is None:
+                raise InvalidInput(
+                    f"No institution with code {d.lead_institution_code!r}.",
+                    field="lead_institution_code",
+                    index=index,
+                )
+        key = (d.alliance_code, None if lead is None else lead.id)
+        if key not in alliances:
+            alliances[key] = _resolve_alliance(session, d.alliance_code, lead)
+        alliance = alliances[key]
+        if lead is not None and lead.alliance_id != alliance.id:
+            raise InvalidInput(
+                "The lead institution belongs to another alliance.",
+                field="lead_institution_code",
+                index=index,
+            )
+        institutions.append(
+            Institution(
+                **d.model_dump(exclude={"lead_institution_code", "alliance_code"}),
+                alliance_id=alliance.id,
+                lead_institution_id=None if lead is None else lead.id,
+                active=True,
+            )
+        )
+    session.add_all(institutions)
+    _flush_unique(session, "An institution with one of these codes already exists.")
+    for institution, d in zip(institutions, data, strict=True):
+        _audit_change(session, actor, "create", "Institution", institution.id, d.model_dump())
+    return institutions
+
+
+def create_practitioners(
+    *, session: Session, actor: Actor, data: Sequence[schemas.PractitionerCreate]
+) -> list[Practitioner]:
+    """``create_practitioner`` for many, all or none, in a few statements (the
+    practitioners of an import). A bad one raises with ``extra['index']`` naming it."""
+    _require(actor, Permission.REGISTRY_READ)
+    if not data:
+        return []
+    institutions = {
+        i.code: i
+        for i in session.scalars(
+            select(Institution).where(Institution.code.in_({d.institution_code for d in data}))
+        )
+    }
+    licences = [d.licence_number for d in data]
+    taken = set(
+        session.scalars(
+            select(Practitioner.licence_number).where(Practitioner.licence_number.in_(licences))
+        )
+    )
+    checked: set[tuple[uuid.UUID, uuid.UUID | None]] = set()
+    practitioners = []
+    for index, d in enumerate(data):
+        institution = institutions.get(d.institution_code)
+        if institution is None:
+            raise InvalidInput(
+                f"No institution with code {d.institution_code!r}.",
+                field="institution_code",
+                index=index,
+            )
+        if (institution.id, d.department_id) not in checked:
+            _require_manage(actor, institution.id)
+            try:
+                _check_department(session, d.department_id, institution.id)
+            except InvalidInput as exc:
+                exc.extra["index"] = index
+                raise
+            checked.add((institution.id, d.department_id))
+        if d.licence_number in taken:
+            raise Conflict(
+                f"A practitioner with licence number {d.licence_number!r} already exists.",
+                field="licence_number",
+                index=index,
+            )
+        taken.add(d.licence_number)
+        practitioners.append(
+            Practitioner(
+                **d.model_dump(exclude={"institution_code"}),
+                institution_id=institution.id,
+                active=True,
+            )
+        )
+    session.add_all(practitioners)
+    _flush_unique(session, "A practitioner with one of these licence numbers already exists.")
+    for practitioner, d in zip(practitioners, data, strict=True):
+        _audit_change(session, actor, "create", "Practitioner", practitioner.id, d.model_dump())
+    return practitioners

@@ -21,6 +21,7 @@ from sqlalchemy import Select, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
+from medalliance.db.rows import insert_rows
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records import service as records_service
 from medalliance.domains.records import timeline
@@ -87,12 +88,15 @@ def record_panels(
     ]
     session.add_all(panels)
     session.flush()  # the members' foreign keys need the panels first
-    session.add_all(
-        ResultPanelMember(panel_id=panel.id, result_id=result_id, position=position)
-        for panel, d in zip(panels, data, strict=True)
-        for position, result_id in enumerate(dict.fromkeys(d.result_ids))
+    insert_rows(
+        session,
+        ResultPanelMember,
+        [
+            {"panel_id": panel.id, "result_id": result_id, "position": position}
+            for panel, d in zip(panels, data, strict=True)
+            for position, result_id in enumerate(dict.fromkeys(d.result_ids))
+        ],
     )
-    session.flush()
     return panels
 
 

@@ -8,19 +8,24 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from medalliance.access import policy
 from medalliance.audit import service as audit
+from medalliance.db.rows import insert_rows
 from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.results import catalogue, rules, schemas, units
 from medalliance.domains.results.models import Result, ResultKind
 from medalliance.kernel.actor import Actor
+from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import Conflict, InvalidInput, NotFound
+from medalliance.kernel.ids import new_id
 
 RESOURCE = "Result"
 
@@ -60,35 +65,49 @@ def _record_for_write(
     return record.id
 
 
-def _supersede(session: Session, new: Sequence[Result]) -> None:
+def _supersede(session: Session, new: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """A newer report of the same observation supersedes the current one; never overwrite.
     The same observation: same member, record and item, and the same order (or, without
-    an order reference, the same specimen time)."""
+    an order reference, the same specimen time). Sets ``supersedes_id`` on the new rows
+    (before they are inserted) and returns the old rows' updates."""
     if not new:
-        return
+        return []
     first = new[0]
-    fresh = {r.id for r in new}
-    current = session.scalars(
-        select(Result).where(
-            Result.institution_id == first.institution_id,
-            Result.patient_record_id == first.patient_record_id,
-            Result.item_code.in_({r.item_code for r in new}),
+    current = session.execute(
+        select(Result.id, Result.item_code, Result.order_ref, Result.effective_at).where(
+            Result.institution_id == first["institution_id"],
+            Result.patient_record_id == first["patient_record_id"],
+            Result.item_code.in_({r["item_code"] for r in new}),
             Result.superseded_by_id.is_(None),
         )
     )
-    by_key: dict[tuple[str, object], list[Result]] = defaultdict(list)
-    for old in current:
-        if old.id not in fresh:
-            by_key[_key(old)].append(old)
-    for result in new:
-        for old in by_key.pop(_key(result), []):
-            old.superseded_by_id = result.id
-            if result.supersedes_id is None:
-                result.supersedes_id = old.id
+    by_key: dict[tuple[str, object], list[uuid.UUID]] = defaultdict(list)
+    for old_id, code, order_ref, effective_at in current:
+        by_key[(code, order_ref or _aware(effective_at))].append(old_id)
+    updates = []
+    for row in new:
+        for old_id in by_key.pop(_key(row), []):
+            updates.append({"old_id": old_id, "new_id": row["id"]})
+            if row["supersedes_id"] is None:
+                row["supersedes_id"] = old_id
+    return updates
 
 
-def _key(result: Result) -> tuple[str, object]:
-    return (result.item_code, result.order_ref or result.effective_at)
+def _key(row: dict[str, Any]) -> tuple[str, object]:
+    return (row["item_code"], row.get("order_ref") or _aware(row["effective_at"]))
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back naive (UTC); compare them as aware."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+_RESULTS = cast(Table, Result.__table__)
+_MARK_SUPERSEDED = (
+    update(_RESULTS)
+    .where(_RESULTS.c.id == bindparam("old_id"))
+    .values(superseded_by_id=bindparam("new_id"))
+)
 
 
 def _write(
@@ -101,8 +120,9 @@ def _write(
     source: str,
     message_id: uuid.UUID | None,
     audit_each: bool = False,
-) -> list[Result]:
-    """Check every row first (kind, UCUM unit family), then write them all."""
+) -> list[uuid.UUID]:
+    """Check every row first (kind, UCUM unit family), then write them all: one INSERT
+    for the new rows, one UPDATE for the rows they supersede. Returns the new ids."""
     codes = {row["item_code"] for row in rows}
     history = catalogue.histories(session, codes)
     for index, row in enumerate(rows):
@@ -126,28 +146,51 @@ def _write(
     )
     assert actor.institution_id is not None
     periods = catalogue.eqa_periods(session, [actor.institution_id], codes)
-    results = []
+    now = utcnow()
+    new = []
     for row in rows:
         code = row["item_code"]
         list_versions = [catalogue.as_list_version(v) for v in history.get(code, [])]
         eqa = periods.get((actor.institution_id, code), [])
-        results.append(
-            Result(
+        new.append(
+            {
+                **_EMPTY_ROW,
                 **row,
-                kind=kind,
-                patient_record_id=record,
-                institution_id=actor.institution_id,
-                hr_mark=rules.hr_mark(list_versions, eqa, row["effective_at"].date()),
-                source=source,
-                source_message_id=message_id,
-                recorded_by=actor.user_id,
-            )
+                "id": new_id(),
+                "created_at": now,
+                "updated_at": now,
+                "kind": kind,
+                "patient_record_id": record,
+                "institution_id": actor.institution_id,
+                "hr_mark": rules.hr_mark(list_versions, eqa, row["effective_at"].date()),
+                "source": source,
+                "source_message_id": message_id,
+                "recorded_by": actor.user_id,
+            }
         )
-    session.add_all(results)
-    session.flush()
-    _supersede(session, results)
-    session.flush()
-    return results
+    updates = _supersede(session, new)
+    insert_rows(session, Result, new)
+    if updates:
+        session.execute(_MARK_SUPERSEDED, updates)
+        _expire_loaded(session, [u["old_id"] for u in updates])
+    return [row["id"] for row in new]
+
+
+# every column a caller may leave out, so all rows of one INSERT carry the same keys
+_EMPTY_ROW: dict[str, Any] = {
+    column.key: None
+    for column in _RESULTS.columns
+    if column.key not in ("id", "created_at", "updated_at", "hr_mark")
+}
+
+
+def _expire_loaded(session: Session, ids: Sequence[uuid.UUID]) -> None:
+    """Rows changed by a Core UPDATE: an object of them already in the session must
+    not keep the old value."""
+    for result_id in ids:
+        loaded = session.identity_map.get(identity_key(Result, result_id))
+        if loaded is not None:
+            session.expire(loaded, ["superseded_by_id"])
 
 
 def record_lab_results(
@@ -160,11 +203,12 @@ def record_lab_results(
     source: str = "api",
     message_id: uuid.UUID | None = None,
     audit_each: bool = False,
-) -> list[Result]:
+) -> list[uuid.UUID]:
     """Record several lab results of one patient from the actor's institution, all or
-    none (an HL7 message, a FHIR transaction). A bad one raises ``InvalidInput`` with
-    ``extra['index']`` naming it. ``audit_each``: one audited write per result (a FHIR
-    batch of single-resource entries) instead of one for the message."""
+    none (an HL7 message, a FHIR transaction); returns their ids. A bad one raises
+    ``InvalidInput`` with ``extra['index']`` naming it. ``audit_each``: one audited
+    write per result (a FHIR batch of single-resource entries) instead of one for the
+    message."""
     rows = [d.model_dump() for d in data]
     return _write(
         session, actor, person_id, record_id, ResultKind.LAB, rows, source, message_id, audit_each
@@ -182,7 +226,7 @@ def record_lab_result(
     message_id: uuid.UUID | None = None,
 ) -> Result:
     """Record one lab result (LOINC item, value, UCUM unit fitting the item's family)."""
-    (result,) = record_lab_results(
+    (result_id,) = record_lab_results(
         session=session,
         actor=actor,
         person_id=person_id,
@@ -191,7 +235,7 @@ def record_lab_result(
         source=source,
         message_id=message_id,
     )
-    return result
+    return _loaded(session, result_id)
 
 
 def record_imaging_report(
@@ -205,7 +249,7 @@ def record_imaging_report(
     message_id: uuid.UUID | None = None,
 ) -> Result:
     """Record one imaging report (modality, body site, report, conclusion, PACS link)."""
-    (result,) = _write(
+    (result_id,) = _write(
         session,
         actor,
         person_id,
@@ -215,6 +259,12 @@ def record_imaging_report(
         source,
         message_id,
     )
+    return _loaded(session, result_id)
+
+
+def _loaded(session: Session, result_id: uuid.UUID) -> Result:
+    result = session.get(Result, result_id)
+    assert result is not None  # inserted just now, in this transaction
     return result
 
 

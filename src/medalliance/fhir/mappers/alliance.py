@@ -4,6 +4,7 @@ per practitioner: where they work, their title), Location ⇄ department or bed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -21,12 +22,12 @@ from medalliance.domains.alliance.models import (
     PractitionerTitle,
     Tier,
 )
-from medalliance.fhir import store, systems
+from medalliance.fhir import bulk, store, systems
 from medalliance.fhir.mappers.common import (
     coding,
     domain_validation,
+    identifier_pairs,
     identifier_param,
-    keep_identifiers,
     meta,
     prune,
 )
@@ -125,6 +126,21 @@ class OrganizationMapper(RegistryMapper):
         ]
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
+        return bulk.one(self.create_many, ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        """New members (the hospitals of an import) in one ``create_institutions``."""
+        data = bulk.each(resources, lambda r: self._institution_in(ctx, r))
+        with bulk.domain_batch(range(len(resources))):
+            made = alliance_service.create_institutions(
+                session=ctx.session, actor=ctx.actor, data=data
+            )
+            _keep_identifiers_many(ctx, "Organization", made, resources, systems.INSTITUTION_CODE)
+        return [Written("Organization", i.id) for i in made]
+
+    def _institution_in(
+        self, ctx: FhirContext, resource: Any
+    ) -> alliance_schemas.InstitutionCreate:
         """A new member. Tier and type come from our code systems; an external hospital
         without them joins as a secondary general hospital (documented default)."""
         if not resource.name:
@@ -152,7 +168,7 @@ class OrganizationMapper(RegistryMapper):
                 ]
             )
         try:
-            data = alliance_schemas.InstitutionCreate(
+            return alliance_schemas.InstitutionCreate(
                 code=code,
                 name_zh=resource.name,
                 name_en=(resource.alias or [resource.name])[0],
@@ -168,11 +184,6 @@ class OrganizationMapper(RegistryMapper):
             if isinstance(exc, ValidationError):
                 raise domain_validation("Organization", exc) from exc
             raise invalid("Organization.type", str(exc)) from exc
-        institution = alliance_service.create_institution(
-            session=ctx.session, actor=ctx.actor, data=data
-        )
-        keep_identifiers(ctx, "Organization", institution.id, resource, {systems.INSTITUTION_CODE})
-        return Written("Organization", institution.id)
 
 
 class PractitionerMapper(RegistryMapper):
@@ -219,7 +230,24 @@ class PractitionerMapper(RegistryMapper):
         ]
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
-        """A practitioner at the actor's institution (the registry keeps one workplace)."""
+        return bulk.one(self.create_many, ctx, resource)
+
+    def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
+        """Practitioners at the actor's institution (the registry keeps one workplace),
+        in one ``create_practitioners``."""
+        data = bulk.each(resources, lambda r: self._practitioner_in(ctx, r))
+        with bulk.domain_batch(range(len(resources))):
+            made = alliance_service.create_practitioners(
+                session=ctx.session, actor=ctx.actor, data=data
+            )
+            _keep_identifiers_many(
+                ctx, "Practitioner", made, resources, systems.PRACTITIONER_LICENCE
+            )
+        return [Written("Practitioner", p.id) for p in made]
+
+    def _practitioner_in(
+        self, ctx: FhirContext, resource: Any
+    ) -> alliance_schemas.PractitionerCreate:
         name = (resource.name or [None])[0]
         if name is None:
             raise invalid("Practitioner.name", "Practitioner.name is required here")
@@ -230,7 +258,6 @@ class PractitionerMapper(RegistryMapper):
             raise PermissionDenied("Practitioners are created at your own institution.")
         institution = alliance_service.institution_by_id(ctx.session, ctx.actor.institution_id)
         assert institution is not None
-        ctx.hold.append(institution)  # the next practitioner of the Bundle reads it again
         licence = (
             next(
                 (
@@ -248,7 +275,7 @@ class PractitionerMapper(RegistryMapper):
             if found:
                 title = PractitionerTitle(found)
         try:
-            data = alliance_schemas.PractitionerCreate(
+            return alliance_schemas.PractitionerCreate(
                 institution_code=institution.code,
                 name=full[:100],
                 name_en=full[:100],
@@ -258,13 +285,6 @@ class PractitionerMapper(RegistryMapper):
             )
         except ValidationError as exc:
             raise domain_validation("Practitioner", exc) from exc
-        practitioner = alliance_service.create_practitioner(
-            session=ctx.session, actor=ctx.actor, data=data
-        )
-        keep_identifiers(
-            ctx, "Practitioner", practitioner.id, resource, {systems.PRACTITIONER_LICENCE}
-        )
-        return Written("Practitioner", practitioner.id)
 
 
 class PractitionerRoleMapper(RegistryMapper):
@@ -359,3 +379,17 @@ class LocationMapper(RegistryMapper):
 
 def exists_any(session: Any, model: Any, rid: uuid.UUID) -> bool:
     return session.get(model, rid) is not None
+
+
+def _keep_identifiers_many(
+    ctx: FhirContext, rtype: str, rows: Sequence[Any], resources: Sequence[Any], ours: str
+) -> None:
+    """The sender's identifiers of new rows (ours, kept in a column, left out)."""
+    store.add_identifiers_many(
+        ctx.session,
+        rtype,
+        [
+            (row.id, [p for p in identifier_pairs(r.identifier) if p[0] != ours])
+            for row, r in zip(rows, resources, strict=True)
+        ],
+    )

@@ -86,17 +86,14 @@ CLINICAL = {
 
 
 def _keep_codings(
-    ctx: FhirContext,
-    rtype: str,
+    rows: store.CodingRows,
     rid: uuid.UUID,
     element: str,
     concepts: Any,
     skip: set[str] | None = None,
 ) -> None:
     items = [c for concept in (concepts or []) for c in codings_in(concept)]
-    store.add_codings(
-        ctx.session, rtype, rid, element, [c for c in items if c[0] not in (skip or set())]
-    )
+    rows.add(rid, element, [c for c in items if c[0] not in (skip or set())])
 
 
 def _code_search(rtype: str, element: str, domain: dict[str | None, Any]) -> SearchParam:
@@ -212,17 +209,13 @@ class EncounterMapper(PatientDataMapper):
             store.add_identifiers_many(
                 ctx.session, "Encounter", [(e.id, p) for e, p in zip(made, pairs, strict=True)]
             )
+        codings = store.CodingRows("Encounter")
         for encounter, resource in zip(made, resources, strict=True):
-            _keep_codings(ctx, "Encounter", encounter.id, "type", resource.type)
+            _keep_codings(codings, encounter.id, "type", resource.type)
             klass = resource.class_fhir
             if klass.code not in FHIR_TO_CLASS:
-                store.add_codings(
-                    ctx.session,
-                    "Encounter",
-                    encounter.id,
-                    "class",
-                    [(klass.system, klass.code, klass.display)],
-                )
+                codings.add(encounter.id, "class", [(klass.system, klass.code, klass.display)])
+        codings.write(ctx.session)
         return [Written("Encounter", e.id) for e in made]
 
     def _encounter_in(
@@ -464,8 +457,10 @@ class ConditionMapper(PatientDataMapper):
                 session=ctx.session, actor=ctx.actor, items=[(e, d) for _, e, d, _ in prepared]
             )
         _keep_side(ctx, "Condition", rows, resources)
+        codings = store.CodingRows("Condition")
         for row, (_, _, _, extra) in zip(rows, prepared, strict=True):
-            store.add_codings(ctx.session, "Condition", row.id, "code", extra)
+            codings.add(row.id, "code", extra)
+        codings.write(ctx.session)
         return [Written("Condition", r.id) for r in rows]
 
     def _diagnosis_in(
@@ -831,8 +826,10 @@ class ProcedureMapper(PatientDataMapper):
                 session=ctx.session, actor=ctx.actor, items=[(e, d) for _, e, d in prepared]
             )
         _keep_side(ctx, "Procedure", rows, resources)
+        codings = store.CodingRows("Procedure")
         for row, resource in zip(rows, resources, strict=True):
-            store.add_codings(ctx.session, "Procedure", row.id, "code", codings_in(resource.code))
+            codings.add(row.id, "code", codings_in(resource.code))
+        codings.write(ctx.session)
         return [Written("Procedure", r.id) for r in rows]
 
     def _procedure_in(

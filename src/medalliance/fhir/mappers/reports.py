@@ -308,19 +308,19 @@ class LabPanelMapper(PatientDataMapper):
         pairs = [identifier_pairs(r.identifier) for r in resources]
         with bulk.domain_batch(range(len(resources))):
             store.add_identifiers_many(ctx.session, RTYPE, list(zip(ids, pairs, strict=True)))
+        codings = store.CodingRows(RTYPE)
         for panel_id, resource in zip(ids, resources, strict=True):
-            store.add_codings(ctx.session, RTYPE, panel_id, "code", codings_in(resource.code))
+            codings.add(panel_id, "code", codings_in(resource.code))
             for element, concepts in (
                 ("category", resource.category),
                 ("conclusionCode", resource.conclusionCode),
             ):
-                store.add_codings(
-                    ctx.session,
-                    RTYPE,
+                codings.add(
                     panel_id,
                     element,
                     [c for concept in concepts or [] for c in codings_in(concept)],
                 )
+        codings.write(ctx.session)
         return [Written(RTYPE, i) for i in ids]
 
 

@@ -241,7 +241,7 @@ class ObservationMapper(_ResultMapper):
 
             for wave in bulk.waves(positions, key):
                 with bulk.domain_batch(wave):
-                    results = results_service.record_lab_results(
+                    written = results_service.record_lab_results(
                         session=ctx.session,
                         actor=ctx.actor,
                         person_id=person,
@@ -249,8 +249,8 @@ class ObservationMapper(_ResultMapper):
                         source="fhir",
                         audit_each=True,
                     )
-                for i, result in zip(wave, results, strict=True):
-                    ids[i] = result.id
+                for i, result_id in zip(wave, written, strict=True):
+                    ids[i] = result_id
         with bulk.domain_batch(range(len(resources))):
             store.add_identifiers_many(
                 ctx.session,
@@ -260,23 +260,18 @@ class ObservationMapper(_ResultMapper):
                     for rid, r in zip(ids, resources, strict=True)
                 ],
             )
+        codings = store.CodingRows("Observation")
         for rid, resource in zip(ids, resources, strict=True):
-            self._keep_codings(ctx, rid, resource)
-        return [Written("Observation", rid) for rid in ids]
-
-    def _keep_codings(self, ctx: FhirContext, rid: uuid.UUID, resource: Any) -> None:
-        store.add_codings(ctx.session, "Observation", rid, "code", codings_in(resource.code))
-        store.add_codings(
-            ctx.session,
-            "Observation",
-            rid,
-            "category",
-            [c for concept in resource.category or [] for c in codings_in(concept)],
-        )
-        if resource.valueCodeableConcept is not None:
-            store.add_codings(
-                ctx.session, "Observation", rid, "value", codings_in(resource.valueCodeableConcept)
+            codings.add(rid, "code", codings_in(resource.code))
+            codings.add(
+                rid,
+                "category",
+                [c for concept in resource.category or [] for c in codings_in(concept)],
             )
+            if resource.valueCodeableConcept is not None:
+                codings.add(rid, "value", codings_in(resource.valueCodeableConcept))
+        codings.write(ctx.session)
+        return [Written("Observation", rid) for rid in ids]
 
     def _lab_result_in(
         self, ctx: FhirContext, resource: Any

@@ -159,7 +159,7 @@ def _store(
             index = int(exc.extra.get("index", 0))
             sequence = parsed.labs[index].obx_sequence
             raise _located(exc, LAB_SERVICE_FIELDS, ("OBX", 5), sequence) from exc
-        ids.extend(r.id for r in labs)
+        ids.extend(labs)
     for study in parsed.imaging:
         try:
             result = results_service.record_imaging_report(
