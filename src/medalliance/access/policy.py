@@ -208,10 +208,13 @@ def enforce(
     resource_id: str | uuid.UUID | None = None,
     audit_action: str | None = None,
     owner_institution_id: uuid.UUID | None = None,
+    times: int = 1,
 ) -> Decision:
     """Decide, audit the decision, and raise ``PermissionDenied`` when denied.
 
-    A denial is audited even though the use case then fails and rolls back.
+    A denial is audited even though the use case then fails and rolls back. ``times``:
+    a batch of that many entries, each audited as its own decision (decided once, as
+    the facts are the same).
     """
     decision = decide(session, actor, facts, action, owner_institution_id=owner_institution_id)
     detail: dict[str, str] = {"basis": str(decision.basis)}
@@ -219,19 +222,20 @@ def enforce(
         detail["relationship"] = f"{decision.relationship.kind}:{decision.relationship.reference}"
     if decision.break_glass_id is not None:
         detail["break_glass_id"] = str(decision.break_glass_id)
-    audit.record(
-        session,
-        actor,
-        action=audit_action or str(action),
-        resource_type=resource_type,
-        resource_id=resource_id,
-        patient_id=facts.patient_id,
-        outcome=audit.Outcome.SUCCESS if decision.allowed else audit.Outcome.DENIED,
-        purpose_of_use=decision.purpose_of_use,
-        reason=decision.reason,
-        detail=detail,
-        survives_rollback=not decision.allowed,
-    )
+    for _ in range(times if decision.allowed else 1):
+        audit.record(
+            session,
+            actor,
+            action=audit_action or str(action),
+            resource_type=resource_type,
+            resource_id=resource_id,
+            patient_id=facts.patient_id,
+            outcome=audit.Outcome.SUCCESS if decision.allowed else audit.Outcome.DENIED,
+            purpose_of_use=decision.purpose_of_use,
+            reason=decision.reason,
+            detail=dict(detail),
+            survives_rollback=not decision.allowed,
+        )
     if not decision.allowed:
         denied = PermissionDenied(f"Access to this patient's data is denied: {decision.reason}.")
         denied.audited = True

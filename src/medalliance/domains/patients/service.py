@@ -576,16 +576,16 @@ def local_record_for_write(
     ``audited`` decisions are recorded (one per entry of a batch) from one read of the
     facts."""
     facts = _facts_or_404(session, person_id)
-    for _ in range(audited):
-        policy.enforce(
-            session,
-            actor,
-            facts,
-            policy.AccessAction.WRITE,
-            resource_type=resource_type,
-            resource_id=person_id,
-            audit_action="create",
-        )
+    policy.enforce(
+        session,
+        actor,
+        facts,
+        policy.AccessAction.WRITE,
+        resource_type=resource_type,
+        resource_id=person_id,
+        audit_action="create",
+        times=audited,
+    )
     assert actor.institution_id is not None  # the policy refuses writes without one
     record = local_record(session, person_id, actor.institution_id)
     if record is None:

@@ -41,16 +41,16 @@ def _record_for_write(
     """The record a write goes to, after the policy allowed it: ``audited`` decisions
     (one per row when a batch is audited entry by entry), from one read of the facts."""
     facts = patients_service.facts_or_404(session, person_id)
-    for _ in range(audited):
-        policy.enforce(
-            session,
-            actor,
-            facts,
-            policy.AccessAction.WRITE,
-            resource_type=resource_type,
-            resource_id=person_id,
-            audit_action="create",
-        )
+    policy.enforce(
+        session,
+        actor,
+        facts,
+        policy.AccessAction.WRITE,
+        resource_type=resource_type,
+        resource_id=person_id,
+        audit_action="create",
+        times=audited,
+    )
     assert actor.institution_id is not None
     if record_id is not None:
         if patients_service.person_of_record(session, record_id) != person_id:

@@ -235,7 +235,11 @@ class PractitionerMapper(RegistryMapper):
     def create_many(self, ctx: FhirContext, resources: list[Any]) -> list[Written]:
         """Practitioners at the actor's institution (the registry keeps one workplace),
         in one ``create_practitioners``."""
-        data = bulk.each(resources, lambda r: self._practitioner_in(ctx, r))
+        if ctx.actor.institution_id is None:
+            raise PermissionDenied("Practitioners are created at your own institution.")
+        institution = alliance_service.institution_by_id(ctx.session, ctx.actor.institution_id)
+        assert institution is not None
+        data = bulk.each(resources, lambda r: self._practitioner_in(institution.code, r))
         with bulk.domain_batch(range(len(resources))):
             made = alliance_service.create_practitioners(
                 session=ctx.session, actor=ctx.actor, data=data
@@ -246,7 +250,7 @@ class PractitionerMapper(RegistryMapper):
         return [Written("Practitioner", p.id) for p in made]
 
     def _practitioner_in(
-        self, ctx: FhirContext, resource: Any
+        self, institution_code: str, resource: Any
     ) -> alliance_schemas.PractitionerCreate:
         name = (resource.name or [None])[0]
         if name is None:
@@ -254,10 +258,6 @@ class PractitionerMapper(RegistryMapper):
         full = name.text or " ".join([*(name.given or []), name.family or ""]).strip()
         if not full:
             raise invalid("Practitioner.name[0]", "Practitioner.name is empty")
-        if ctx.actor.institution_id is None:
-            raise PermissionDenied("Practitioners are created at your own institution.")
-        institution = alliance_service.institution_by_id(ctx.session, ctx.actor.institution_id)
-        assert institution is not None
         licence = (
             next(
                 (
@@ -276,7 +276,7 @@ class PractitionerMapper(RegistryMapper):
                 title = PractitionerTitle(found)
         try:
             return alliance_schemas.PractitionerCreate(
-                institution_code=institution.code,
+                institution_code=institution_code,
                 name=full[:100],
                 name_en=full[:100],
                 title=title,
