@@ -143,3 +143,84 @@ def test_an_update_runs_alone_between_groups(
             f"/fhir/Condition?patient={pref}&encounter=Encounter/{encounter_id}", headers=member.h
         ).json()
         assert found["total"] == 1, encounter_id
+
+
+def _batch(fhir: TestClient, headers: dict[str, str], entries: list[dict[str, Any]]) -> Any:
+    r = fhir.post(
+        "/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": entries}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["entry"]
+
+
+def _result_audits(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "create", AuditEvent.resource_type == "Result")
+        )
+        or 0
+    )
+
+
+def test_a_clean_batch_run_is_written_as_one_group(
+    fhir: TestClient, member: Any, session: Session
+) -> None:
+    patient = fhir.post("/fhir/Patient", json=patient_resource(), headers=member.h).json()
+    pref = f"Patient/{patient['id']}"
+    entries = [
+        {"resource": _obs(pref, "2345-7", f"B-{i}"), "request": {"method": "POST", "url": "Obs"}}
+        for i in range(5)
+    ]
+    answers = _batch(fhir, member.h, entries)
+    assert [a["response"]["status"] for a in answers] == ["201 Created"] * 5
+    assert session.scalar(select(func.count()).select_from(Result)) == 5
+    assert _result_audits(session) == 5
+
+
+def test_a_bad_entry_in_a_batch_run_fails_alone(
+    fhir: TestClient, member: Any, session: Session
+) -> None:
+    """The run is tried as one group; one bad entry undoes the try (and its audit
+    events), then each entry is answered on its own: the good ones are written once
+    and audited once."""
+    patient = fhir.post("/fhir/Patient", json=patient_resource(), headers=member.h).json()
+    pref = f"Patient/{patient['id']}"
+    entries = [
+        {"resource": _obs(pref, "2345-7", f"C-{i}"), "request": {"method": "POST", "url": "Obs"}}
+        for i in range(4)
+    ]
+    entries[2]["resource"]["subject"] = {"reference": f"Patient/{uuid.uuid4()}"}  # nobody
+    answers = _batch(fhir, member.h, entries)
+    statuses = [a["response"]["status"] for a in answers]
+    assert statuses[:2] == ["201 Created", "201 Created"] and statuses[3] == "201 Created"
+    assert statuses[2].startswith("4")
+    assert session.scalar(select(func.count()).select_from(Result)) == 3
+    assert _result_audits(session) == 3
+    found = fhir.get(f"/fhir/Observation?patient={pref}&_summary=count", headers=member.h)
+    assert found.json()["total"] == 3
+
+
+def test_a_denied_batch_run_audits_each_denial_once(
+    fhir: TestClient, member: Any, session: Session
+) -> None:
+    patient = fhir.post("/fhir/Patient", json=patient_resource(), headers=member.h).json()
+    pref = f"Patient/{patient['id']}"
+    entries = [
+        {"resource": _obs(pref, "2345-7", f"D-{i}"), "request": {"method": "POST", "url": "Obs"}}
+        for i in range(3)
+    ]
+    denied_before = (
+        session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "denied")
+        )
+        or 0
+    )
+    answers = _batch(fhir, member.h_other, entries)
+    assert [a["response"]["status"] for a in answers] == ["403"] * 3
+    assert session.scalar(select(func.count()).select_from(Result)) == 0
+    denied = session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "denied")
+    )
+    assert denied == denied_before + 3

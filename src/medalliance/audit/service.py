@@ -101,12 +101,15 @@ def pending_mark(session: Session) -> int:
     return len(session.info.get(PENDING_KEY, []))
 
 
-def discard_since(session: Session, mark: int) -> int:
+def discard_since(session: Session, mark: int, *, keep_denials: bool = True) -> int:
     """Drop the events buffered after ``mark`` (see ``pending_mark``), except those that
     must survive a rollback (denials): for work undone by a rolled-back savepoint, whose
-    events must not reach the trail. Returns how many were dropped."""
+    events must not reach the trail. Returns how many were dropped.
+
+    ``keep_denials=False`` drops those too: only for an attempt that is then redone
+    step by step, which audits each denial again."""
     pending: list[AuditDraft] = session.info.setdefault(PENDING_KEY, [])
-    kept = [d for d in pending[mark:] if d.survives_rollback]
+    kept = [d for d in pending[mark:] if d.survives_rollback and keep_denials]
     dropped = len(pending) - mark - len(kept)
     del pending[mark:]
     pending.extend(kept)

@@ -85,8 +85,11 @@ def process(
                 raise _at(exc, item) from exc
         kind_out = "transaction-response"
     else:
-        for item in prepared:
-            responses[item.index] = _run_isolated(ctx, item, minimal)
+        for step in _batch_steps(ctx, prepared):
+            if len(step) > 1 and _group_isolated(ctx, step, minimal, responses):
+                continue
+            for item in step:
+                responses[item.index] = _run_isolated(ctx, item, minimal)
         kind_out = "batch-response"
     return {
         "resourceType": "Bundle",
@@ -267,10 +270,8 @@ def _plan(ctx: FhirContext, items: list[Prepared]) -> list[list[Prepared]]:
         if depth[item.index] != current:
             close_run()
             current = depth[item.index]
-        rtype = _rtype(item)
-        many = rtype in ctx.registry and hasattr(ctx.registry[rtype], "create_many")
-        if item.method == "POST" and not item.if_none_exist and many:
-            run.setdefault(rtype, []).append(item)
+        if _plain_create_of_many(ctx, item):
+            run.setdefault(_rtype(item), []).append(item)
         else:
             close_run()
             steps.append([item])
@@ -363,6 +364,61 @@ def _run(ctx: FhirContext, item: Prepared, minimal: bool = False) -> dict[str, A
 
 def _uuid(value: str) -> Any:
     return uuid.UUID(value)
+
+
+def _batch_steps(ctx: FhirContext, items: list[Prepared]) -> list[list[Prepared]]:
+    """A batch in its own order, with runs of plain creates of one type (an NDJSON
+    chunk) taken together for the mapper's ``create_many``."""
+    steps: list[list[Prepared]] = []
+    for item in items:
+        if (
+            steps
+            and _plain_create_of_many(ctx, item)
+            and _plain_create_of_many(ctx, steps[-1][0])
+            and _rtype(steps[-1][0]) == _rtype(item)
+        ):
+            steps[-1].append(item)
+        else:
+            steps.append([item])
+    return steps
+
+
+def _plain_create_of_many(ctx: FhirContext, item: Prepared) -> bool:
+    """A create without conditions, of a type whose mapper writes groups."""
+    rtype = _rtype(item)
+    return (
+        item.method == "POST"
+        and not item.if_none_exist
+        and rtype in ctx.registry
+        and hasattr(ctx.registry[rtype], "create_many")
+    )
+
+
+def _group_isolated(
+    ctx: FhirContext,
+    items: list[Prepared],
+    minimal: bool,
+    responses: list[dict[str, Any] | None],
+) -> bool:
+    """Batch entries as one group, in a savepoint. If any entry fails, nothing of the
+    group stays and False tells the caller to run them one by one, so each gets its
+    own answer (the usual case, a clean chunk, costs one group)."""
+    mark = audit.pending_mark(ctx.session)
+    savepoint = ctx.session.begin_nested()
+    known, resolved = dict(ctx.source_ids), dict(ctx._resolved)
+    try:
+        _run_group(ctx, items, minimal, responses)
+        savepoint.commit()
+        return True
+    except (DomainError, FhirError):
+        savepoint.rollback()
+        ctx.source_ids = known
+        ctx._resolved = resolved
+        # the entries are redone one by one next, which audits each denial again
+        audit.discard_since(ctx.session, mark, keep_denials=False)
+        for item in items:
+            responses[item.index] = None
+        return False
 
 
 def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> dict[str, Any]:
