@@ -15,12 +15,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from medalliance.audit import service as audit
-from medalliance.fhir import bulk, handler, parsing, systems
+from medalliance.fhir import bulk, handler, parsing, store, systems
 from medalliance.fhir.context import FhirContext
-from medalliance.fhir.models import FhirIdentifier
 from medalliance.fhir.outcome import FhirError, from_domain, outcome
 from medalliance.fhir.registry import Written
 from medalliance.kernel.errors import DomainError
@@ -185,17 +183,7 @@ def _prefetch_source_ids(ctx: FhirContext, prepared: list[Prepared]) -> None:
         for item in prepared
         if item.method == "POST" and item.raw.get("id")
     }
-    if not wanted:
-        return
-    rows = ctx.session.execute(
-        select(
-            FhirIdentifier.resource_type, FhirIdentifier.value, FhirIdentifier.resource_id
-        ).where(
-            FhirIdentifier.system == systems.SOURCE_ID,
-            FhirIdentifier.value.in_(sorted({rid for _, rid in wanted})),
-        )
-    )
-    found = {(row[0], row[1]): row[2] for row in rows}
+    found = store.owners_of_values(ctx.session, systems.SOURCE_ID, wanted)
     for key in wanted:
         ctx.source_ids[key] = found.get(key)
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, Uuid, any_, cast, select
+from sqlalchemy import ARRAY, String, Uuid, and_, any_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.db.rows import insert_rows
@@ -17,9 +17,43 @@ from medalliance.kernel.errors import Conflict
 def in_ids(session: Session, column: Any, ids: Sequence[uuid.UUID]) -> Any:
     """``column IN ids``; on PostgreSQL one array parameter (``= ANY``), so a long list
     costs no query-text expansion."""
-    if session.get_bind().dialect.name == "postgresql" and len(ids) > 20:
-        return column == any_(cast(list(ids), ARRAY(Uuid())))
-    return column.in_(ids)
+    return in_values(session, column, ids, Uuid())
+
+
+def in_values(session: Session, column: Any, values: Sequence[Any], item_type: Any) -> Any:
+    """``column IN values`` (``= ANY(array)`` on PostgreSQL for long lists)."""
+    if session.get_bind().dialect.name == "postgresql" and len(values) > 20:
+        return column == any_(cast(list(values), ARRAY(item_type)))
+    return column.in_(values)
+
+
+def owners_of_values(
+    session: Session, system: str, wanted: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], uuid.UUID]:
+    """(resource type, value) -> the resource an identifier of ``system`` names, for
+    many at once (one statement; each type's part uses the unique index)."""
+    by_type: dict[str, list[str]] = {}
+    for rtype, value in wanted:
+        by_type.setdefault(rtype, []).append(value)
+    if not by_type:
+        return {}
+    rows = session.execute(
+        select(
+            FhirIdentifier.resource_type, FhirIdentifier.value, FhirIdentifier.resource_id
+        ).where(
+            FhirIdentifier.system == system,
+            or_(
+                *(
+                    and_(
+                        FhirIdentifier.resource_type == rtype,
+                        in_values(session, FhirIdentifier.value, sorted(values), String()),
+                    )
+                    for rtype, values in by_type.items()
+                )
+            ),
+        )
+    )
+    return {(row[0], row[1]): row[2] for row in rows}
 
 
 def find(session: Session, resource_type: str, system: str, value: str) -> uuid.UUID | None:
@@ -59,7 +93,8 @@ def add_identifiers_many(
         for row in session.execute(
             select(FhirIdentifier.system, FhirIdentifier.value, FhirIdentifier.resource_id).where(
                 FhirIdentifier.resource_type == resource_type,
-                FhirIdentifier.value.in_(values),
+                FhirIdentifier.system.in_({s for pairs in wanted for s, _ in pairs}),
+                in_values(session, FhirIdentifier.value, values, String()),
             )
         )
     }
