@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
@@ -25,8 +25,16 @@ from medalliance.domains.alliance.models import (
     Tier,
 )
 from medalliance.kernel.actor import Actor
-from medalliance.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from medalliance.kernel.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from medalliance.kernel.pagination import PageRequest, PageResult
+
+T = TypeVar("T")
 
 
 def _require(actor: Actor, permission: Permission) -> None:
@@ -169,25 +177,7 @@ def _resolve_lead(session: Session, code: str | None) -> Institution | None:
 def create_institution(
     *, session: Session, actor: Actor, data: schemas.InstitutionCreate
 ) -> Institution:
-    _require(actor, Permission.ALLIANCE_MANAGE)
-    if find_institution(session, data.code) is not None:
-        raise Conflict(f"An institution with code {data.code!r} already exists.", field="code")
-    lead = _resolve_lead(session, data.lead_institution_code)
-    alliance = _resolve_alliance(session, data.alliance_code, lead)
-    if lead is not None and lead.alliance_id != alliance.id:
-        raise InvalidInput(
-            "The lead institution belongs to another alliance.", field="lead_institution_code"
-        )
-    fields = data.model_dump(exclude={"lead_institution_code", "alliance_code"})
-    institution = Institution(
-        **fields,
-        alliance_id=alliance.id,
-        lead_institution_id=None if lead is None else lead.id,
-        active=True,
-    )
-    session.add(institution)
-    _flush_unique(session, f"An institution with code {data.code!r} already exists.")
-    _audit_change(session, actor, "create", "Institution", institution.id, data.model_dump())
+    (institution,) = _one_of(create_institutions, session, actor, data)
     return institution
 
 
@@ -344,25 +334,7 @@ def _check_department(
 def create_practitioner(
     *, session: Session, actor: Actor, data: schemas.PractitionerCreate
 ) -> Practitioner:
-    _require(actor, Permission.REGISTRY_READ)
-    institution = find_institution(session, data.institution_code)
-    if institution is None:
-        raise InvalidInput(
-            f"No institution with code {data.institution_code!r}.", field="institution_code"
-        )
-    _require_manage(actor, institution.id)
-    _check_department(session, data.department_id, institution.id)
-    message = f"A practitioner with licence number {data.licence_number!r} already exists."
-    if session.scalar(
-        select(Practitioner.id).where(Practitioner.licence_number == data.licence_number)
-    ):
-        raise Conflict(message, field="licence_number")
-    practitioner = Practitioner(
-        **data.model_dump(exclude={"institution_code"}), institution_id=institution.id, active=True
-    )
-    session.add(practitioner)
-    _flush_unique(session, message)
-    _audit_change(session, actor, "create", "Practitioner", practitioner.id, data.model_dump())
+    (practitioner,) = _one_of(create_practitioners, session, actor, data)
     return practitioner
 
 
@@ -637,3 +609,14 @@ def create_practitioners(
     for practitioner, d in zip(practitioners, data, strict=True):
         _audit_change(session, actor, "create", "Practitioner", practitioner.id, d.model_dump())
     return practitioners
+
+
+def _one_of(
+    create_many: Callable[..., list[T]], session: Session, actor: Actor, data: Any
+) -> list[T]:
+    """A single create through its batch form; its errors name no batch index."""
+    try:
+        return create_many(session=session, actor=actor, data=[data])
+    except DomainError as exc:
+        exc.extra.pop("index", None)
+        raise

@@ -562,6 +562,30 @@ def local_record(
     )
 
 
+def enforce_write(
+    session: Session,
+    actor: Actor,
+    person_id: uuid.UUID,
+    resource_type: str,
+    *,
+    audited: int = 1,
+) -> policy.PatientFacts:
+    """May the actor write a ``resource_type`` for the person? ``audited`` decisions
+    (one per entry of a batch) from one read of the facts; a refusal raises, audited."""
+    facts = _facts_or_404(session, person_id)
+    policy.enforce(
+        session,
+        actor,
+        facts,
+        policy.AccessAction.WRITE,
+        resource_type=resource_type,
+        resource_id=person_id,
+        audit_action="create",
+        times=audited,
+    )
+    return facts
+
+
 def local_record_for_write(
     session: Session,
     actor: Actor,
@@ -575,17 +599,7 @@ def local_record_for_write(
     on the writer's own record; a person not registered there yet is a conflict.
     ``audited`` decisions are recorded (one per entry of a batch) from one read of the
     facts."""
-    facts = _facts_or_404(session, person_id)
-    policy.enforce(
-        session,
-        actor,
-        facts,
-        policy.AccessAction.WRITE,
-        resource_type=resource_type,
-        resource_id=person_id,
-        audit_action="create",
-        times=audited,
-    )
+    enforce_write(session, actor, person_id, resource_type, audited=audited)
     assert actor.institution_id is not None  # the policy refuses writes without one
     record = local_record(session, person_id, actor.institution_id)
     if record is None:

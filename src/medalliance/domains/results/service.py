@@ -24,7 +24,7 @@ from medalliance.domains.results import catalogue, rules, schemas, units
 from medalliance.domains.results.models import Result, ResultKind
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
-from medalliance.kernel.errors import Conflict, InvalidInput, NotFound
+from medalliance.kernel.errors import InvalidInput, NotFound
 from medalliance.kernel.ids import new_id
 
 RESOURCE = "Result"
@@ -39,30 +39,16 @@ def _record_for_write(
     audited: int = 1,
 ) -> uuid.UUID:
     """The record a write goes to, after the policy allowed it: ``audited`` decisions
-    (one per row when a batch is audited entry by entry), from one read of the facts."""
-    facts = patients_service.facts_or_404(session, person_id)
-    policy.enforce(
-        session,
-        actor,
-        facts,
-        policy.AccessAction.WRITE,
-        resource_type=resource_type,
-        resource_id=person_id,
-        audit_action="create",
-        times=audited,
-    )
-    assert actor.institution_id is not None
-    if record_id is not None:
-        if patients_service.person_of_record(session, record_id) != person_id:
-            raise InvalidInput("The source record is not this patient's.", field="record_id")
-        return record_id
-    record = patients_service.local_record(session, person_id, actor.institution_id)
-    if record is None:
-        raise Conflict(
-            "The patient is not registered at your institution yet: register them here first.",
-            field="patient_id",
-        )
-    return record.id
+    (one per row when a batch is audited entry by entry), from one read of the facts.
+    Without ``record_id``, the actor's institution's own record of the patient."""
+    if record_id is None:
+        return patients_service.local_record_for_write(
+            session, actor, person_id, resource_type, audited=audited
+        ).id
+    patients_service.enforce_write(session, actor, person_id, resource_type, audited=audited)
+    if patients_service.person_of_record(session, record_id) != person_id:
+        raise InvalidInput("The source record is not this patient's.", field="record_id")
+    return record_id
 
 
 def _supersede(session: Session, new: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
