@@ -403,7 +403,8 @@ class Importer:
 
     def _failed_bundle(self, exc: Exception, entries: list[Any], where: str) -> None:
         if isinstance(exc, DBAPIError):
-            why = f"database refused the Bundle: {str(exc.orig).splitlines()[0]}"
+            first = (str(exc.orig).splitlines() or [type(exc.orig).__name__])[0]
+            why = f"database refused the Bundle: {first}"
         else:
             error = from_domain(exc) if isinstance(exc, DomainError) else exc
             assert isinstance(error, FhirError)
