@@ -217,7 +217,8 @@ def run(options: Options) -> BenchmarkResult:
             f"{summary.files} Synthea Bundles ({summary.total_read:,} entries, {one.mapped:,} of "
             f"mapped types, {one.persisted:,} new after de-duplicating the hospitals and "
             "practitioners every patient Bundle repeats), one transaction per Bundle, "
-            "in-process through fhir.bundle.process (no HTTP), on " + url.split("://")[0]
+            "in-process through fhir.bundle.process (no HTTP), on "
+            + url.split("://")[0]
             + f"; imported by 1 process, then by {workers} (a fresh database each time)"
         ),
         variants=[],
@@ -240,8 +241,7 @@ def run(options: Options) -> BenchmarkResult:
                 f"{many.rate:,.0f} /s persisted vs {raw:,.0f} /s parsed only",
             ),
             Ratio(
-                "persisted resources per importer CPU second ÷ parsed per CPU second "
-                "(1 process)",
+                "persisted resources per importer CPU second ÷ parsed per CPU second (1 process)",
                 (one.persisted / one.cpu_s) / raw_cpu,
                 f"{one.cpu_ms_per_resource:.2f} ms CPU per persisted resource; "
                 f"{one.persisted / one.cpu_s:,.0f} vs {raw_cpu:,.0f} per CPU second: the "

@@ -287,7 +287,7 @@ def test_retry_after_a_lost_race_creates_nothing_twice(
             raise IntegrityError("INSERT INTO fhir_identifiers …", {}, _UniqueViolation())
         return response
 
-    monkeypatch.setattr(importer.bundle, "process", losing_first)
+    monkeypatch.setattr(bundle, "process", losing_first)
     chosen = REGISTRY_BUNDLES[:1] + PATIENTS[:1]
     folder = _stage(tmp_path, chosen)
     doomed = {"resourceType": "Patient", "id": "always-loses", "gender": "male"}
@@ -308,9 +308,7 @@ def test_retry_after_a_lost_race_creates_nothing_twice(
     assert _findable(session, actor, chosen) == sum(expected[t] for t in MODELLED)
 
 
-def test_sqlite_imports_with_one_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sqlite_imports_with_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the test database: SQLite takes one writer, so --workers falls back to 1
     and the CLI prints the usual summary."""
     from medalliance.cli import app
