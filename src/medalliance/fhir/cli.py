@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -46,6 +47,16 @@ def import_command(
     institution: Annotated[
         str, typer.Option("--institution", "-i", help="Code of the importing member")
     ],
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="Processes importing side by side (PostgreSQL; default: one per CPU core). "
+            "SQLite serialises writers: always 1 there.",
+        ),
+    ] = None,
 ) -> None:
     """Load FHIR data through the same code as the API; print a summary per type."""
     from medalliance import wiring
@@ -66,6 +77,7 @@ def import_command(
     actor = import_actor(found.id, found.code)
     assert isinstance(actor, Actor)
     importer = Importer(factory, actor, REGISTRY)
+    workers = importer.usable_workers(workers or os.cpu_count() or 1)
     console = Console(stderr=True)
     files = files_in(path)
     with Progress(
@@ -87,7 +99,7 @@ def import_command(
                 task, advance=advance, description=name[:40], resources=fields["resources"] + n
             )
 
-        summary = importer.run(path, progress)
+        summary = importer.run(path, progress, workers=workers)
     _print(summary)
     if summary.failed:
         raise typer.Exit(1)
@@ -98,7 +110,10 @@ def _print(summary: object) -> None:
 
     assert isinstance(summary, ImportSummary)
     console = Console(width=None if sys.stdout.isatty() else 120)  # logs keep whole rows
-    table = Table(title=f"FHIR import: {summary.files} file(s), {summary.total_read} resources")
+    workers = f", {summary.workers} processes" if summary.workers > 1 else ""
+    table = Table(
+        title=f"FHIR import: {summary.files} file(s), {summary.total_read} resources{workers}"
+    )
     for column in ("type", "created", "already present", "not modelled", "failed"):
         table.add_column(column, justify="left" if column == "type" else "right")
     types = sorted(
@@ -140,6 +155,11 @@ def _print(summary: object) -> None:
         console.print(
             "Optional references left out (their target type is not mapped here): "
             + ", ".join(f"{t} {n}" for t, n in sorted(summary.left_out.items()))
+        )
+    if summary.retries:
+        console.print(
+            f"{summary.retries} Bundle(s) run again after losing a race with another "
+            "transaction (nothing was created twice: the senders' ids map onto the winner's)"
         )
     for where, why in summary.failed[:50]:
         console.print(f"[red]FAILED[/red] {where}: {why}")

@@ -6,18 +6,28 @@ point at nothing in the input or the database are reported without failing the i
 Imports keep each sender's resource id (``urn:medalliance:id:source-id``), so a resource
 seen again (the same hospital in forty patient bundles, or a second run) maps onto what
 exists instead of being created twice.
+
+``run(path, workers=N)`` on PostgreSQL imports with N processes (``fhir.parallel_import``):
+the files others refer to (Organization, Location, Practitioner, PractitionerRole, judged
+by content) first, here and one by one; then the rest side by side. Two transactions may
+still race to create the same resource: the loser's unique violation (or a deadlock, a
+serialization failure) rolls its Bundle back, and the Bundle is run again, finding what
+the winner created through its sender id. SQLite serialises writers: one process there.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from medalliance.db.uow import unit_of_work
@@ -38,6 +48,15 @@ TYPE_ORDER = [
     "Patient",
     "Encounter",
 ]
+# What other files refer to: a file of only these is imported before the others, serially.
+SHARED_TYPES = frozenset(TYPE_ORDER[:4])
+# A transaction lost a race with another one (unique violation, serialization failure,
+# deadlock): run the Bundle again, at most this many times.
+RACE_SQLSTATES = frozenset({"23505", "40001", "40P01"})
+RACE_RETRIES = 3
+# Every reference value in a resource's JSON text (one C pass instead of a walk over the
+# parsed resource; only a key followed by a colon and a string matches).
+_REFERENCE_VALUE = re.compile(r'"reference"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 @dataclass
@@ -56,9 +75,32 @@ class ImportSummary:
     dangling_examples: list[str] = field(default_factory=list)
     # optional references (a participant, a location) whose target is not mapped here
     left_out: Counter[str] = field(default_factory=Counter)
+    workers: int = 1  # processes that imported (1: this one)
+    retries: int = 0  # Bundles run again after losing a race with another transaction
+    worker_cpu_s: float = 0.0  # CPU seconds of the worker processes' imports
     # internal: what the input holds and what it refers to
     _seen: set[str] = field(default_factory=set)
     _refs: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: ImportSummary) -> None:
+        """Add a worker's summary of its files (dangling references are computed once,
+        at the end, over the union of what every worker saw and referred to)."""
+        self.files += other.files
+        for mine, theirs in (
+            (self.created, other.created),
+            (self.already_present, other.already_present),
+            (self.not_modelled, other.not_modelled),
+            (self.not_yet_modelled, other.not_yet_modelled),
+            (self.read_only, other.read_only),
+            (self.failed_by_type, other.failed_by_type),
+            (self.left_out, other.left_out),
+            (self._refs, other._refs),
+        ):
+            mine.update(theirs)
+        self.failed.extend(other.failed)
+        self.retries += other.retries
+        self.worker_cpu_s += other.worker_cpu_s
+        self._seen |= other._seen
 
     @property
     def total_read(self) -> int:
@@ -101,6 +143,74 @@ def _file_order(path: Path) -> tuple[int, str]:
     return 5, name
 
 
+_RESOURCE_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+
+
+def content_kind(path: Path, block: int = 1 << 16) -> tuple[str | None, bool]:
+    """(the first resource type in the file, whether it holds only shared types:
+    Organization, Location, Practitioner, PractitionerRole). Judged by content, reading
+    only until a type that is not shared shows (a patient Bundle: its first block)."""
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    first: str | None = None
+    tail = b""
+    with opener(path, "rb") as handle:
+        while chunk := handle.read(block):
+            text = tail + chunk
+            for match in _RESOURCE_TYPE.finditer(text):
+                rtype = match.group(1).decode()
+                if rtype == "Bundle":
+                    continue
+                first = first or rtype
+                if rtype not in SHARED_TYPES:
+                    return first, False
+            tail = text[-64:]  # a match cut by the block boundary is found next time
+    return first, first is not None
+
+
+def plan(files: list[Path]) -> tuple[list[Path], list[list[Path]]]:
+    """A parallel import's order: the files of shared resources, one after the other
+    (Organizations first), then phases whose files run side by side: the other JSON
+    files, then NDJSON by the type of its resources (Patient, Encounter, the rest), so
+    that relative references between NDJSON files resolve as in a serial import."""
+    serial: list[tuple[int, str, Path]] = []
+    phases: dict[int, list[Path]] = {}
+    for file in files:
+        rtype, shared = content_kind(file)
+        rank = TYPE_ORDER.index(rtype) if rtype in TYPE_ORDER else len(TYPE_ORDER)
+        if shared:
+            serial.append((rank, file.name, file))
+        else:
+            phases.setdefault(1 + rank if ".ndjson" in file.name else 0, []).append(file)
+    # largest first inside a phase: the last file to finish is then a small one
+    return [f for _, _, f in sorted(serial, key=lambda t: t[:2])], [
+        sorted(phases[k], key=lambda f: (-f.stat().st_size, f.name)) for k in sorted(phases)
+    ]
+
+
+def _race(exc: BaseException) -> bool:
+    """Whether the error (or what caused it: a domain Conflict raised from a unique
+    violation) is a transaction losing a race with another one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError):
+            orig = current.orig
+            if getattr(orig, "sqlstate", None) in RACE_SQLSTATES:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def database_url_of(factory: sessionmaker[Session]) -> str | None:
+    """The URL worker processes connect to: the factory's engine's (None when the
+    factory is bound to a connection, e.g. a test's transaction, invisible to others)."""
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        return bind.url.render_as_string(hide_password=False)
+    return None
+
+
 class Importer:
     def __init__(self, factory: sessionmaker[Session], actor: Actor, registry: Registry) -> None:
         self.factory = factory
@@ -113,24 +223,64 @@ class Importer:
             session=session, actor=self.actor, registry=self.registry, keep_source_ids=True
         )
 
-    def run(self, path: Path, progress: Progress | None = None) -> ImportSummary:
-        for file in files_in(path):
-            self.summary.files += 1
-            if ".ndjson" in file.name:
-                self._ndjson(file, progress)
-            else:
-                self._json(file, progress)
+    def run(
+        self, path: Path, progress: Progress | None = None, *, workers: int = 1
+    ) -> ImportSummary:
+        """Import a file or folder. ``workers`` > 1 imports with that many processes
+        on PostgreSQL, each with its own engine on this factory's database (one on
+        SQLite); the summary is the same as a serial import's."""
+        files = files_in(path)
+        workers = self.usable_workers(workers)
+        if workers == 1:
+            for file in files:
+                self.import_file(file, progress)
+        else:
+            from medalliance.fhir import parallel_import
+
+            serial, phases = plan(files)
+            for file in serial:
+                self.import_file(file, progress)
+            parallel_import.run_phases(self, phases, progress, workers)
         self._report_dangling()
         return self.summary
+
+    def usable_workers(self, wanted: int) -> int:
+        """How many processes this database takes: SQLite serialises writers, so one."""
+        if wanted < 1:
+            raise ValueError(f"workers must be at least 1, not {wanted}")
+        bind = self.factory.kw.get("bind")
+        if wanted == 1 or bind is None or bind.dialect.name != "postgresql":
+            return 1
+        if database_url_of(self.factory) is None:
+            raise ValueError(
+                "a parallel import needs a session factory bound to an engine: "
+                "the workers connect to its database themselves"
+            )
+        from medalliance.fhir.resources import REGISTRY
+
+        if self.registry is not REGISTRY:
+            raise ValueError("a parallel import uses the platform's registry (fhir.resources)")
+        return wanted
+
+    def import_file(self, file: Path, progress: Progress | None = None) -> None:
+        self.summary.files += 1
+        if ".ndjson" in file.name:
+            self._ndjson(file, progress)
+        else:
+            self._json(file, progress)
 
     # --- inputs -------------------------------------------------------------------------
 
     def _json(self, file: Path, progress: Progress | None) -> None:
         try:
             with _open(file) as handle:
-                data = json.load(handle)
+                text = handle.read()
+            data = json.loads(text)
         except ValueError as exc:
             self.summary.failed.append((file.name, f"not JSON: {exc}"))
+            return
+        if not isinstance(data, dict):
+            self.summary.failed.append((file.name, "not a FHIR resource or Bundle"))
             return
         if data.get("resourceType") != "Bundle":
             data = {
@@ -146,6 +296,7 @@ class Importer:
         entries = data.get("entry") or []
         for entry in entries:
             self._note(entry.get("resource") or {}, entry.get("fullUrl"))
+        self._count_references(text)
         kind = data.get("type")
         if kind not in ("transaction", "batch"):  # collection, searchset …: create each
             data = {
@@ -181,6 +332,7 @@ class Importer:
                     self.summary.not_modelled["(not a FHIR resource)"] += 1
                     continue
                 self._note(resource, None)
+                self._count_references(line)
                 chunk.append(
                     {
                         "resource": resource,
@@ -200,24 +352,32 @@ class Importer:
                 progress(file.name, len(chunk))
 
     def _bundle(self, data: dict[str, Any], where: str) -> None:
-        skipped = bundle.Skipped()
+        """One Bundle in one transaction, run again (at most ``RACE_RETRIES`` times) when
+        it lost a race with another transaction: the rollback undid all of it, and the
+        sender ids make the new run map onto what the winner created."""
         entries = data.get("entry") or []
-        try:
-            with unit_of_work(self.factory) as session:
-                ctx = self._ctx(session)
-                result = bundle.process(ctx, data, skip_unmodelled=skipped, minimal=True)
-            for ref in ctx.left_out:
-                match = REFERENCE.match(ref.split("?")[0] + "/x" if "?" in ref else ref)
-                self.summary.left_out[match.group(1) if match else "other"] += 1
-        except (FhirError, DomainError) as exc:
-            error = from_domain(exc) if isinstance(exc, DomainError) else exc
-            self.summary.failed.append((where, error.diagnostics))
-            for entry in entries:
-                rtype = (entry.get("resource") or {}).get("resourceType", "?")
-                if self.registry.writable(rtype):
-                    self.summary.failed_by_type[rtype] += 1
-            self._count_skipped(skipped)
-            return
+        attempt = 0
+        while True:
+            skipped = bundle.Skipped()
+            try:
+                with unit_of_work(self.factory) as session:
+                    ctx = self._ctx(session)
+                    result = bundle.process(ctx, data, skip_unmodelled=skipped, minimal=True)
+                break
+            except (FhirError, DomainError, DBAPIError) as exc:
+                race = _race(exc)
+                if race and attempt < RACE_RETRIES:
+                    attempt += 1
+                    self.summary.retries += 1
+                    continue
+                if isinstance(exc, DBAPIError) and not (race or isinstance(exc, IntegrityError)):
+                    raise  # the database is gone or the like: the import stops, as ever
+                self._failed_bundle(exc, entries, where)
+                self._count_skipped(skipped)
+                return
+        for ref in ctx.left_out:
+            match = REFERENCE.match(ref.split("?")[0] + "/x" if "?" in ref else ref)
+            self.summary.left_out[match.group(1) if match else "other"] += 1
         self._count_skipped(skipped)
         writable = [
             e
@@ -241,6 +401,20 @@ class Importer:
                     )
                 )
 
+    def _failed_bundle(self, exc: Exception, entries: list[Any], where: str) -> None:
+        if isinstance(exc, DBAPIError):
+            first = (str(exc.orig).splitlines() or [type(exc.orig).__name__])[0]
+            why = f"database refused the Bundle: {first}"
+        else:
+            error = from_domain(exc) if isinstance(exc, DomainError) else exc
+            assert isinstance(error, FhirError)
+            why = error.diagnostics
+        self.summary.failed.append((where, why))
+        for entry in entries:
+            rtype = (entry.get("resource") or {}).get("resourceType", "?")
+            if self.registry.writable(rtype):
+                self.summary.failed_by_type[rtype] += 1
+
     def _count_skipped(self, skipped: bundle.Skipped) -> None:
         for rtype, n in skipped.counts.items():
             if rtype in self.registry.not_yet_modelled:
@@ -253,18 +427,25 @@ class Importer:
     # --- references ---------------------------------------------------------------------
 
     def _note(self, resource: dict[str, Any], full_url: str | None) -> None:
+        """What the input names this resource by (its references: ``_count_references``)."""
         rtype, rid = resource.get("resourceType"), resource.get("id")
+        seen = self.summary._seen
         if rtype and rid:
-            self.summary._seen.add(f"{rtype}/{rid}")
-        for ident in resource.get("identifier") or []:
-            if isinstance(ident, dict) and rtype:
-                self.summary._seen.add(
-                    f"{rtype}?identifier={ident.get('system')}|{ident.get('value')}"
-                )
+            seen.add(f"{rtype}/{rid}")
+        identifiers = resource.get("identifier")
+        if identifiers and rtype:
+            for ident in identifiers:
+                if isinstance(ident, dict):
+                    seen.add(f"{rtype}?identifier={ident.get('system')}|{ident.get('value')}")
         if full_url:
-            self.summary._seen.add(full_url)
-        for ref in _references(resource):
-            self.summary._refs[ref] += 1
+            seen.add(full_url)
+
+    def _count_references(self, text: str) -> None:
+        """Every ``"reference": "…"`` in the JSON text of the input's resources."""
+        found = _REFERENCE_VALUE.findall(text)
+        if any("\\" in ref for ref in found):
+            found = [json.loads(f'"{ref}"') if "\\" in ref else ref for ref in found]
+        self.summary._refs.update(found)
 
     def _report_dangling(self) -> None:
         unresolved = [r for r in self.summary._refs if r not in self.summary._seen]
@@ -280,16 +461,3 @@ class Importer:
                 self.summary.dangling[target] += self.summary._refs[ref]
                 if len(self.summary.dangling_examples) < 10:
                     self.summary.dangling_examples.append(ref)
-
-
-def _references(obj: Any) -> Iterator[str]:
-    stack = [obj]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("reference")
-            if isinstance(ref, str):
-                yield ref
-            stack.extend(v for k, v in node.items() if k != "reference")
-        elif isinstance(node, list):
-            stack.extend(node)
