@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -44,12 +45,19 @@ def _context() -> BaseContext:
 def _start(url: str, actor: Actor, events: Any) -> None:
     """A worker's set-up: its own engine on the database, the platform's registry."""
     from medalliance.db.engine import build_engine, build_session_factory
-    from medalliance.fhir.importer import Importer
+    from medalliance.domains.results import units
+    from medalliance.fhir.importer import Importer, collect_for_bulk
     from medalliance.fhir.resources import REGISTRY
 
     wiring.load_all()
     _worker["importer"] = Importer(build_session_factory(build_engine(url)), actor, REGISTRY)
     _worker["events"] = events
+    units.dimension_of("mg/dL")  # the UCUM grammar (~0.5 s), while the parent works
+    collect_for_bulk()  # for the worker's life, which ends with the import
+
+
+def _ready() -> None:
+    """A task that starts a worker (the pool starts them as tasks arrive)."""
 
 
 def _import(file: Path) -> ImportSummary:
@@ -66,11 +74,17 @@ def _import(file: Path) -> ImportSummary:
 
 
 def run_phases(
-    importer: Importer, phases: list[list[Path]], progress: Progress | None, workers: int
+    importer: Importer,
+    serial: list[Path],
+    phases: list[list[Path]],
+    progress: Progress | None,
+    workers: int,
 ) -> None:
-    """Import each phase's files side by side, a phase after the one before it; add
-    the workers' summaries to ``importer.summary``. An error that is not a failed
-    Bundle (the database went away) stops the import, as in a serial one."""
+    """Import the ``serial`` files here (what the others refer to), then each phase's
+    files side by side, a phase after the one before it; add the workers' summaries to
+    ``importer.summary``. The workers start (and warm up) while the serial files are
+    imported. An error that is not a failed Bundle (the database went away) stops the
+    import, as in a serial one."""
     from medalliance.fhir.importer import database_url_of
 
     url = database_url_of(importer.factory)
@@ -78,9 +92,8 @@ def run_phases(
     workers = min(workers, max((len(phase) for phase in phases), default=0))
     importer.summary.workers = max(workers, 1)
     if workers <= 1:  # nothing to share out
-        for phase in phases:
-            for file in phase:
-                importer.import_file(file, progress)
+        for file in [*serial, *(f for phase in phases for f in phase)]:
+            importer.import_file(file, progress)
         return
     context = _context()
     events = context.Queue() if progress is not None else None
@@ -88,17 +101,11 @@ def run_phases(
         workers, mp_context=context, initializer=_start, initargs=(url, importer.actor, events)
     )
     try:
+        starting = [pool.submit(_ready) for _ in range(workers)]
+        for file in serial:
+            importer.import_file(file, progress)
         for phase in phases:
-            futures: dict[Future[ImportSummary], Path] = {
-                pool.submit(_import, file): file for file in phase
-            }
-            results: dict[Path, ImportSummary] = {}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
-                _relay(events, progress)
-                for future in done:
-                    results[futures[future]] = future.result()
+            results = _share_out(pool, importer, phase, workers, starting, events, progress)
             for file in phase:
                 importer.summary.merge(results[file])
     except BaseException:
@@ -106,6 +113,49 @@ def run_phases(
         raise
     pool.shutdown(wait=True)
     _relay(events, progress)  # the workers have exited: everything they sent is here
+
+
+def _share_out(
+    pool: ProcessPoolExecutor,
+    importer: Importer,
+    phase: list[Path],
+    workers: int,
+    starting: list[Future[None]],
+    events: Any,
+    progress: Progress | None,
+) -> dict[Path, ImportSummary]:
+    """The phase's files to the workers, one waiting per worker at most. Until every
+    worker has started (a new process imports the platform, about a second), the
+    parent imports the next file itself instead of waiting."""
+    todo = deque(phase)
+    running: dict[Future[ImportSummary], Path] = {}
+    results: dict[Path, ImportSummary] = {}
+    while todo or running:
+        while todo and len(running) < workers:
+            file = todo.popleft()
+            running[pool.submit(_import, file)] = file
+        done = {f for f in running if f.done()}
+        if not done and todo and not all(f.done() for f in starting):
+            file = todo.popleft()
+            results[file] = _import_here(importer, file, progress)
+        elif not done:
+            done, _ = wait(set(running), timeout=POLL_S, return_when=FIRST_COMPLETED)
+        _relay(events, progress)
+        for future in done:
+            results[running.pop(future)] = future.result()
+    return results
+
+
+def _import_here(importer: Importer, file: Path, progress: Progress | None) -> ImportSummary:
+    """One file in the parent, with a summary of its own (merged in the plan's order)."""
+    from medalliance.fhir.importer import ImportSummary
+
+    kept, importer.summary = importer.summary, ImportSummary()
+    try:
+        importer.import_file(file, progress)
+        return importer.summary
+    finally:
+        importer.summary = kept
 
 
 def _relay(events: Any, progress: Progress | None) -> None:
