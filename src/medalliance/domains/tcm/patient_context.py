@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -17,7 +17,12 @@ from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records import service as records_service
 from medalliance.domains.records.models import AllergyCategory
-from medalliance.domains.tcm.models import Prescription, PrescriptionDrug, PrescriptionStatus
+from medalliance.domains.tcm.models import (
+    OrderStatus,
+    Prescription,
+    PrescriptionDrug,
+    PrescriptionStatus,
+)
 from medalliance.domains.tcm.safety import AllergyEntry, DrugInUse, resolve_drug
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
@@ -35,7 +40,8 @@ def active_prescription_drugs(
     session: Session, record_ids: list[uuid.UUID], *, exclude: uuid.UUID | None = None
 ) -> list[tuple[uuid.UUID, PrescriptionDrug, Prescription]]:
     """Western lines of signed prescriptions still within their duration (a line
-    without a duration stays active until the prescription is cancelled)."""
+    without a duration stays active until the prescription is cancelled), and of orders
+    recorded from another system while that system says they are active."""
     if not record_ids:
         return []
     rows = session.execute(
@@ -43,7 +49,13 @@ def active_prescription_drugs(
         .join(Prescription, Prescription.id == PrescriptionDrug.prescription_id)
         .where(
             Prescription.patient_record_id.in_(record_ids),
-            Prescription.status == PrescriptionStatus.SIGNED,
+            or_(
+                Prescription.status == PrescriptionStatus.SIGNED,
+                and_(
+                    Prescription.status == PrescriptionStatus.RECORDED,
+                    Prescription.order_status == OrderStatus.ACTIVE,
+                ),
+            ),
         )
     ).all()
     now = utcnow()
@@ -51,7 +63,7 @@ def active_prescription_drugs(
     for line, prescription in rows:
         if exclude is not None and prescription.id == exclude:
             continue
-        signed = prescription.signed_at or prescription.created_at
+        signed = prescription.signed_at or prescription.authored_at or prescription.created_at
         if line.duration_days is not None and signed + timedelta(days=line.duration_days) < now:
             continue
         active.append((prescription.institution_id, line, prescription))
@@ -105,7 +117,12 @@ def load(
     for owner, line, prescription in running:
         if allowed[owner]:
             code = institutions[owner].code
-            origin = f"signed prescription {prescription.id} at {code}"
+            kind = (
+                "recorded order"
+                if prescription.status is PrescriptionStatus.RECORDED
+                else "signed prescription"
+            )
+            origin = f"{kind} {prescription.id} at {code}"
             context.drugs.append(resolve_drug(line.drug, origin))
     for a in allergies:
         if allowed[a.institution_id]:
