@@ -50,7 +50,7 @@ def record_prescriptions(
         session, actor, person_id, "Prescription", audited=len(items)
     ).id
     assert actor.institution_id is not None
-    _check_references(session, record_id, person_id, items)
+    _check_references(session, actor.institution_id, person_id, items)
     # The check's view of the record, read once for the patient (through the policy).
     facts = patients_service.facts_or_404(session, person_id)
     context = patient_context.load(session, actor, person_id, facts, pregnancy=False)
@@ -103,38 +103,33 @@ def record_prescriptions(
 
 def _check_references(
     session: Session,
-    record_id: uuid.UUID,
+    institution_id: uuid.UUID,
     person_id: uuid.UUID,
     items: Sequence[schemas.PrescriptionRecord],
 ) -> None:
     """Encounters on the same record, reasons of the same person, requesters known:
     one query per kind for the whole batch."""
     encounters = {i.encounter_id for i in items} - {None}
-    found = (
-        dict(
-            session.execute(
-                select(Encounter.id, Encounter.patient_record_id).where(
-                    Encounter.id.in_(encounters)
-                )
-            ).tuples()
-        )
-        if encounters
-        else {}
-    )
+    records = set(patients_service.record_ids_of(session, person_id))
+    found: dict[uuid.UUID, uuid.UUID] = {}  # this patient's encounters at the institution
+    if encounters:
+        for row in session.execute(
+            select(Encounter.id, Encounter.patient_record_id, Encounter.institution_id).where(
+                Encounter.id.in_(encounters)
+            )
+        ):
+            if row[1] in records and row[2] == institution_id:
+                found[row[0]] = row[1]
     reasons = {i.reason_diagnosis_id for i in items} - {None}
-    records = set(patients_service.record_ids_of(session, person_id)) if reasons else set()
-    diagnoses = (
-        dict(
-            session.execute(
-                select(Diagnosis.id, Diagnosis.patient_record_id).where(Diagnosis.id.in_(reasons))
-            ).tuples()
-        )
-        if reasons
-        else {}
-    )
+    diagnoses: dict[uuid.UUID, uuid.UUID] = {}
+    if reasons:
+        for row in session.execute(
+            select(Diagnosis.id, Diagnosis.patient_record_id).where(Diagnosis.id.in_(reasons))
+        ):
+            diagnoses[row[0]] = row[1]
     requesters: dict[uuid.UUID, bool] = {}
     for index, item in enumerate(items):
-        if item.encounter_id is not None and found.get(item.encounter_id) != record_id:
+        if item.encounter_id is not None and item.encounter_id not in found:
             raise InvalidInput(
                 "The encounter is not one of this patient's at your institution.",
                 field="encounter_id",

@@ -54,6 +54,7 @@ from medalliance.fhir.search import (
     reference_param,
     token,
 )
+from medalliance.kernel.errors import InvalidInput
 
 if TYPE_CHECKING:
     from medalliance.fhir.context import FhirContext
@@ -67,6 +68,12 @@ ORDER_STATUSES = {s.value: s for s in OrderStatus}
 MEDICATION = "medication"
 REASON = "reasonCode"
 RECORDED_FROM = "fhir"
+# the domain's fields of a recorded order → the elements they come from
+ELEMENTS = {
+    "encounter_id": "MedicationRequest.encounter",
+    "requester_id": "MedicationRequest.requester",
+    "reason_diagnosis_id": "MedicationRequest.reasonReference",
+}
 # a structured dosage kept in the domain's text columns, read back by these patterns
 _FREQUENCY = re.compile(r"^(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?) (s|min|h|d|wk|mo|a)$")
 _DOSE = re.compile(r"^(-?\d+(?:\.\d+)?)(?: (.+))?$")
@@ -187,13 +194,21 @@ class MedicationRequestMapper(PatientDataMapper):
         made: list[Any] = [None] * len(resources)
         for person, positions in bulk.by_key([p for p, _ in prepared]).items():
             with bulk.domain_batch(positions):
-                ids = tcm_recorded.record_prescriptions(
-                    session=ctx.session,
-                    actor=ctx.actor,
-                    person_id=person,
-                    items=[prepared[i][1] for i in positions],
-                    recorded_from=RECORDED_FROM,
-                )
+                try:
+                    ids = tcm_recorded.record_prescriptions(
+                        session=ctx.session,
+                        actor=ctx.actor,
+                        person_id=person,
+                        items=[prepared[i][1] for i in positions],
+                        recorded_from=RECORDED_FROM,
+                    )
+                except InvalidInput as exc:  # a reference the domain refused: its element
+                    index = exc.extra.get("index")
+                    if exc.field not in ELEMENTS or not isinstance(index, int):
+                        raise
+                    raise bulk.EntryFailed(
+                        positions[index], invalid(ELEMENTS[exc.field], exc.detail)
+                    ) from exc
             for i, rid in zip(positions, ids, strict=True):
                 made[i] = rid
         pairs = [identifier_pairs(r.identifier) for r in resources]
