@@ -168,7 +168,9 @@ class DeviceRecord(_Strict):
     """A device known from another system (FHIR Device): no gateway, no readings."""
 
     device_type: DeviceType = DeviceType.OTHER
-    status: str = Field(pattern=r"^(active|inactive|entered-in-error|unknown)$")
+    status: str | None = Field(
+        default=None, pattern=r"^(active|inactive|entered-in-error|unknown)$"
+    )
     name: str | None = Field(default=None, max_length=200)
     model: str | None = Field(default=None, max_length=100)
     serial: str | None = Field(default=None, min_length=1, max_length=100)
