@@ -118,6 +118,10 @@ def test_create_and_read_back_the_same_order(
     assert row.order_status is OrderStatus.ACTIVE and row.recorded_from == "fhir"
     assert row.signed_at is None and row.signed_by is None
     assert row.check_context["informational"] is True
+    # in the patient's $everything, the same
+    everything = fhir.get(f"/fhir/{pref}/$everything", headers=member.h).json()
+    mine = [e["resource"] for e in everything["entry"] if e["resource"]["id"] == made["id"]]
+    assert mine == [made]
     # every FHIR status is kept as sent
     for status in ("completed", "stopped", "on-hold", "cancelled", "entered-in-error", "draft"):
         one = _create(fhir, member.h, order(pref, status=status, identifier=[]))

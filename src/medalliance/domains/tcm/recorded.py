@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from medalliance.domains.alliance import service as alliance_service
@@ -96,8 +96,8 @@ def record_prescriptions(
             {"id": new_id(), "prescription_id": pid, "seq": i + 1, **d.model_dump()}
             for i, d in enumerate(item.drugs)
         )
-    session.execute(insert(Prescription.__table__), rows)
-    session.execute(insert(PrescriptionDrug.__table__), lines)
+    session.execute(insert(cast(Table, Prescription.__table__)), rows)
+    session.execute(insert(cast(Table, PrescriptionDrug.__table__)), lines)
     return [r["id"] for r in rows]
 
 
@@ -123,10 +123,10 @@ def _check_references(
     reasons = {i.reason_diagnosis_id for i in items} - {None}
     diagnoses: dict[uuid.UUID, uuid.UUID] = {}
     if reasons:
-        for row in session.execute(
+        for diagnosis_id, diagnosis_record in session.execute(
             select(Diagnosis.id, Diagnosis.patient_record_id).where(Diagnosis.id.in_(reasons))
         ):
-            diagnoses[row[0]] = row[1]
+            diagnoses[diagnosis_id] = diagnosis_record
     requesters: dict[uuid.UUID, bool] = {}
     for index, item in enumerate(items):
         if item.encounter_id is not None and item.encounter_id not in found:

@@ -335,4 +335,4 @@ def _instant_or_day(value: Any) -> str | None:
         return None
     if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0):
         return day(value.date())
-    return value.isoformat()
+    return str(value.isoformat())

@@ -117,7 +117,7 @@ def _code_param() -> SearchParam:
     herbal prescriptions (urn:medalliance:cs:tcm-formula)."""
 
     def apply(ctx: FhirContext, query: Select[Any], c: Criterion) -> Select[Any]:
-        conditions = []
+        conditions: list[Any] = []
         for value in c.values:
             system, code = token(value)
             conditions.append(
