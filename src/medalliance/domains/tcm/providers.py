@@ -87,7 +87,6 @@ def _prescription(r: Sequence[Any]) -> RawEntry:
             "findings": len(findings),
             "blocking_rules": blocking,
             "overridden": override_reason is not None,
-            "recorded": order_status is not None,
         },
     )
 
