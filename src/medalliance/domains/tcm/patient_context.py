@@ -78,11 +78,12 @@ def load(
     *,
     exclude_prescription: uuid.UUID | None = None,
     pregnancy: bool = True,
+    drugs: bool = True,
 ) -> PatientContext:
     """The caller has enforced the patient-level read already. ``pregnancy=False``
-    skips reading the status (the request stated it)."""
-    records = patients_service.record_ids_of(session, person_id)
-    meds = records_service.active_medications(session, person_id)
+    skips reading the status (the request stated it); ``drugs=False`` the drugs in use
+    (a recorded order is checked against allergies only: it has no herbs)."""
+    meds = records_service.active_medications(session, person_id) if drugs else []
     # Drug and herb allergies only: a pollen (花粉) allergy must not flag 天花粉, whose
     # formula alias is 花粉; the data has no rule linking foods or pollens to herbs.
     allergies = [
@@ -90,7 +91,15 @@ def load(
         for a in records_service.active_allergies(session, person_id)
         if a.category in (AllergyCategory.MEDICATION, AllergyCategory.HERB)
     ]
-    running = active_prescription_drugs(session, records, exclude=exclude_prescription)
+    running = (
+        active_prescription_drugs(
+            session,
+            patients_service.record_ids_of(session, person_id),
+            exclude=exclude_prescription,
+        )
+        if drugs
+        else []
+    )
     owners = (
         {m.institution_id for m in meds}
         | {a.institution_id for a in allergies}

@@ -53,7 +53,7 @@ def record_prescriptions(
     _check_references(session, actor.institution_id, person_id, items)
     # The check's view of the record, read once for the patient (through the policy).
     facts = patients_service.facts_or_404(session, person_id)
-    context = patient_context.load(session, actor, person_id, facts, pregnancy=False)
+    context = patient_context.load(session, actor, person_id, facts, pregnancy=False, drugs=False)
     now = utcnow()
     rows: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
