@@ -153,8 +153,18 @@ def test_bad_input_and_duplicates(fhir: TestClient, member: Any, session: Sessio
     r = fhir.post("/fhir/Device", json=device(pref), headers=member.h)
     assert r.status_code == 409
     assert session.scalar(select(func.count()).select_from(Device)) == 1
+    # another member records the same implant of its own patient: its own record of it
+    other = patient_resource(
+        identifier=[{"system": "urn:medalliance:id:resident-id", "value": "110105196001010017"}],
+        name=[{"family": "李", "given": ["明"]}],
+        gender="male",
+        birthDate="1960-01-01",
+    )
+    oref = f"Patient/{_create(fhir, member.h_other, other)['id']}"
+    _create(fhir, member.h_other, device(oref))
+    assert session.scalar(select(func.count()).select_from(Device)) == 2
     # idempotent with If-None-Exist
     h = {**member.h, "If-None-Exist": "identifier=9866037"}
     again = fhir.post("/fhir/Device", json=device(pref), headers=h)
-    assert again.status_code == 200
-    assert session.scalar(select(func.count()).select_from(Device)) == 1
+    assert again.status_code == 200, again.text
+    assert session.scalar(select(func.count()).select_from(Device)) == 2

@@ -63,6 +63,17 @@ class Device(IdMixin, TimestampMixin, Base):
     a home meter; no gateway, no readings), with what the record says about it."""
 
     __tablename__ = "devices"
+    __table_args__ = (
+        # A connected device is found by its serial (gateways send it): unique among
+        # them. Recorded ones may repeat one: two members record the same implant.
+        Index(
+            "uq_devices_serial",
+            "serial",
+            unique=True,
+            postgresql_where=text("gateway_id IS NOT NULL"),
+            sqlite_where=text("gateway_id IS NOT NULL"),
+        ),
+    )
 
     institution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("institutions.id"), index=True)
     # None: a recorded device, not connected through a gateway
@@ -71,7 +82,7 @@ class Device(IdMixin, TimestampMixin, Base):
     )
     device_type: Mapped[DeviceType] = mapped_column(str_enum(DeviceType, "device_type"))
     model: Mapped[str | None] = mapped_column(String(100))
-    serial: Mapped[str | None] = mapped_column(String(100), unique=True)
+    serial: Mapped[str | None] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Recorded devices: FHIR Device.status as given (active | inactive | entered-in-error
     # | unknown); connected ones answer from ``active``.

@@ -15,7 +15,7 @@ from medalliance.access.permissions import Permission
 from medalliance.audit import service as audit
 from medalliance.domains.monitoring import schemas
 from medalliance.domains.monitoring.models import Device, DeviceAssignment
-from medalliance.domains.monitoring.service import _flush_unique, _require
+from medalliance.domains.monitoring.service import _require
 from medalliance.domains.patients import service as patients_service
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
@@ -32,10 +32,19 @@ def record_device(*, session: Session, actor: Actor, data: schemas.DeviceRecord)
         _require(actor, Permission.REGISTRY_MANAGE)
     if actor.institution_id is None:
         raise InvalidInput("A recorded device belongs to an institution: act for one.")
+    # The same device recorded twice at one member is a duplicate; another member may
+    # record it too (its own record of the patient's implant).
     if data.serial is not None and session.scalar(
-        select(Device.id).where(Device.serial == data.serial)
+        select(Device.id).where(
+            Device.serial == data.serial,
+            Device.institution_id == actor.institution_id,
+            Device.udi_di.is_(None) if data.udi_di is None else Device.udi_di == data.udi_di,
+        )
     ):
-        raise Conflict(f"A device with serial {data.serial!r} exists.", field="serial")
+        raise Conflict(
+            f"Your institution has recorded the device with serial {data.serial!r}.",
+            field="serial",
+        )
     device = Device(
         institution_id=actor.institution_id,
         gateway_id=None,
@@ -52,7 +61,7 @@ def record_device(*, session: Session, actor: Actor, data: schemas.DeviceRecord)
         expires_at=data.expires_at,
     )
     session.add(device)
-    _flush_unique(session, f"A device with serial {data.serial!r} exists.", "serial")
+    session.flush()
     if record_id is not None:
         # no responsible user: a recorded device raises no alerts
         session.add(

@@ -136,7 +136,9 @@ def create_device(*, session: Session, actor: Actor, data: schemas.DeviceCreate)
             "A device registered with a gateway sends readings: give its monitoring type.",
             field="device_type",
         )
-    if session.scalar(select(Device.id).where(Device.serial == data.serial)):
+    if session.scalar(
+        select(Device.id).where(Device.serial == data.serial, Device.gateway_id.is_not(None))
+    ):
         raise Conflict(f"A device with serial {data.serial!r} exists.", field="serial")
     device = Device(
         institution_id=gateway.institution_id,

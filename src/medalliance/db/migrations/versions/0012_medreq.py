@@ -4,7 +4,7 @@ recorded devices (FHIR Device create: implants, durable equipment)
 Prescriptions: an order placed elsewhere keeps its own status, intent, authoredOn,
 requester and reason; it may name no encounter; its drug lines may carry only a dosage
 text. Devices: a recorded device has no gateway, may have no model or serial, and keeps
-its UDI, lot, dates, name and status.
+its UDI, lot, dates, name and status; a serial is unique among connected devices only.
 
 Enums are VARCHAR without a CHECK (``str_enum``): new values need no DDL.
 
@@ -89,6 +89,16 @@ def upgrade() -> None:
             sa.Column("expires_at", medalliance.db.types.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.create_index(batch_op.f("ix_devices_udi_di"), ["udi_di"], unique=False)
+        # a serial is unique among connected devices only (recorded ones may repeat it)
+        batch_op.drop_constraint("uq_devices_serial", type_="unique")
+    op.create_index(
+        "uq_devices_serial",
+        "devices",
+        ["serial"],
+        unique=True,
+        postgresql_where=sa.text("gateway_id IS NOT NULL"),
+        sqlite_where=sa.text("gateway_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
@@ -98,6 +108,7 @@ def downgrade() -> None:
         "(SELECT id FROM devices WHERE gateway_id IS NULL)"
     )
     op.execute("DELETE FROM devices WHERE gateway_id IS NULL")
+    op.drop_index("uq_devices_serial", table_name="devices")
     op.execute(
         "DELETE FROM tcm_prescription_drugs WHERE prescription_id IN "
         "(SELECT id FROM tcm_prescriptions WHERE status = 'recorded')"
@@ -120,6 +131,7 @@ def downgrade() -> None:
         ):
             batch_op.drop_column(column)
         batch_op.alter_column("serial", existing_type=sa.String(length=100), nullable=False)
+        batch_op.create_unique_constraint("uq_devices_serial", ["serial"])
         batch_op.alter_column("model", existing_type=sa.String(length=100), nullable=False)
         batch_op.alter_column("gateway_id", existing_type=sa.Uuid(), nullable=False)
     with op.batch_alter_table("tcm_prescription_drugs", schema=None) as batch_op:
