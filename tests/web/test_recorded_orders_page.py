@@ -62,7 +62,7 @@ def test_recorded_order_shows_on_the_prescriptions_tab_and_timeline(
             ]
         ),
     )
-    recorded.record_prescriptions(
+    (order,) = recorded.record_prescriptions(
         session=session,
         actor=actor,
         person_id=person,
@@ -91,3 +91,6 @@ def test_recorded_order_shows_on_the_prescriptions_tab_and_timeline(
     timeline = client.get(f"/patients/{person}/chart/timeline", headers=HX)
     assert timeline.status_code == 200
     assert "lisinopril 10 MG Oral Tablet 1 tablet daily" in timeline.text
+    page = client.get(f"/prescriptions/{order}")  # the prescription's own page
+    assert page.status_code == 200, page.text
+    assert "1 tablet daily" in page.text and "None" not in page.text
