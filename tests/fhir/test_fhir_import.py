@@ -2,10 +2,10 @@
 
 Observations are stored as results (lab, vital signs, surveys, social history alike:
 their category is kept) and found again by search; lab DiagnosticReports as result
-panels grouping them. MedicationRequest and Device are mapped read-only (their domains
-take no FHIR create), so the import counts them as "read-only here"; ImagingStudy is
-"not yet modelled"; Claim and the like are "not modelled". All asserted exactly below:
-nothing is dropped silently.
+panels grouping them. MedicationRequests are recorded as orders placed in another
+system, Devices as recorded devices of their patients: no mapped type is read-only, so
+nothing is counted "read-only here"; ImagingStudy is "not yet modelled"; Claim and the
+like are "not modelled". All asserted exactly below: nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -113,6 +113,89 @@ def _categories_findable(session: Session, actor: Actor, paths: list[Path]) -> N
             assert got["total"] == n, (path.name, category)
 
 
+def _orders_findable(session: Session, actor: Actor, paths: list[Path]) -> None:
+    """Each patient's MedicationRequests are found again by patient, code, status and
+    authoredon, as sent."""
+    ctx = FhirContext(session=session, actor=actor, registry=REGISTRY)
+    for path in paths:
+        entries = [e["resource"] for e in _load(path)["entry"]]
+        orders = [r for r in entries if r["resourceType"] == "MedicationRequest"]
+        patient = next((r for r in entries if r["resourceType"] == "Patient"), None)
+        if patient is None or not orders:
+            continue
+        found = handler.search(
+            ctx, "Patient", [("identifier", f"{systems.SOURCE_ID}|{patient['id']}")]
+        )
+        pref = f"Patient/{found['entry'][0]['resource']['id']}"
+
+        def total(*criteria: tuple[str, str], pref: str = pref) -> int:
+            items = [("patient", pref), *criteria, ("_summary", "count")]
+            return int(handler.search(ctx, "MedicationRequest", items)["total"])
+
+        assert total() == len(orders), path.name
+        for status, n in Counter(o["status"] for o in orders).items():
+            assert total(("status", status)) == n, (path.name, status)
+        codes = Counter(
+            f"{c['system']}|{c['code']}"
+            for o in orders
+            for c in o["medicationCodeableConcept"]["coding"][:1]
+        )
+        for code, n in codes.items():
+            assert total(("code", code)) == n, (path.name, code)
+        first = orders[0]
+        got = handler.search(
+            ctx,
+            "MedicationRequest",
+            [("identifier", f"{systems.SOURCE_ID}|{first['id']}")],
+        )["entry"][0]["resource"]
+        assert got["status"] == first["status"]
+        assert (
+            got["medicationCodeableConcept"]["coding"]
+            == first["medicationCodeableConcept"]["coding"]
+        )
+        assert got["subject"]["reference"] == pref
+        rid = got["id"]
+        assert total(("_id", rid), ("authoredon", f"eq{got['authoredOn'][:10]}")) == 1
+
+
+def _bulk_findable(session: Session, actor: Actor, files: list[Path]) -> None:
+    """Each order and device of the bulk set is found again by its patient, and by its
+    code / type."""
+    ctx = FhirContext(session=session, actor=actor, registry=REGISTRY)
+    persons: dict[str, str] = {}
+
+    def person(ref: str) -> str:
+        sender = ref.split("/")[-1]
+        if sender not in persons:
+            found = handler.search(
+                ctx, "Patient", [("identifier", f"{systems.SOURCE_ID}|{sender}")]
+            )
+            persons[sender] = f"Patient/{found['entry'][0]['resource']['id']}"
+        return persons[sender]
+
+    for rtype, subject, code in (
+        ("MedicationRequest", "subject", "medicationCodeableConcept"),
+        ("Device", "patient", "type"),
+    ):
+        with gzip.open(BULK / f"{rtype}.000.ndjson.gz", "rt", encoding="utf-8") as handle:
+            resources = [json.loads(line) for line in handle]
+        per_patient = Counter(person(r[subject]["reference"]) for r in resources)
+        for pref, n in per_patient.items():
+            got = handler.search(ctx, rtype, [("patient", pref), ("_summary", "count")])
+            assert got["total"] == n, (rtype, pref)
+        by_code = Counter(
+            (person(r[subject]["reference"]), f"{c['system']}|{c['code']}")
+            for r in resources
+            for c in r[code]["coding"][:1]
+        )
+        param = "code" if rtype == "MedicationRequest" else "type"
+        for (pref, token), n in by_code.items():
+            got = handler.search(
+                ctx, rtype, [("patient", pref), (param, token), ("_summary", "count")]
+            )
+            assert got["total"] == n, (rtype, pref, token)
+
+
 def _check_summary(summary: ImportSummary, expected: Counter[str]) -> None:
     assert summary.failed == []
     for rtype, n in expected.items():
@@ -139,8 +222,10 @@ def test_synthea_bundles_import_with_nothing_lost(
     # Every Observation is stored, and every lab panel (DiagnosticReport) grouping them.
     assert summary.created["Observation"] == expected["Observation"] > 0
     assert summary.created["DiagnosticReport"] == expected["DiagnosticReport"] > 0
-    assert summary.read_only["MedicationRequest"] == expected["MedicationRequest"] > 0
+    assert summary.created["MedicationRequest"] == expected["MedicationRequest"] > 0
+    assert summary.read_only == Counter()
     _categories_findable(session, actor, chosen)
+    _orders_findable(session, actor, chosen)
     assert summary.not_modelled["Claim"] == expected["Claim"] > 0
     assert summary.not_modelled["ExplanationOfBenefit"] == expected["ExplanationOfBenefit"] > 0
     # the hospitals joined the registry once each, though every patient bundle repeats them
@@ -177,7 +262,10 @@ def test_all_forty_synthea_bundles(
     summary = imp.run(_stage(tmp_path, chosen))
     _check_summary(summary, _input_counts(chosen))
     assert summary.created["Patient"] == 40
+    assert summary.read_only == Counter()
+    assert summary.created["MedicationRequest"] == 349
     _findable(session, actor, chosen)
+    _orders_findable(session, actor, chosen)
 
 
 def test_ndjson_dangling_references_are_reported_not_fatal(
@@ -226,7 +314,7 @@ def test_ndjson_dangling_references_are_reported_not_fatal(
 def test_bulk_ndjson_imports(
     importer: tuple[Importer, Actor], session: Session, tmp_path: Path
 ) -> None:
-    imp, _ = importer
+    imp, actor = importer
     files = sorted(BULK.glob("*.ndjson.gz"))
     summary = imp.run(_stage(tmp_path, files))
     assert summary.failed == []
@@ -246,8 +334,11 @@ def test_bulk_ndjson_imports(
         "Practitioner",
     ):
         assert summary.created[rtype] == expected[rtype], rtype
-    assert summary.read_only["MedicationRequest"] == expected["MedicationRequest"] > 0
-    assert summary.read_only["Device"] == expected["Device"] > 0
+    assert summary.created["MedicationRequest"] == expected["MedicationRequest"] > 0
+    assert summary.created["Device"] == expected["Device"] > 0
+    # Location and PractitionerRole stay read-only (the registry's own workflows)
+    assert set(summary.read_only) <= {"Location", "PractitionerRole"}
+    _bulk_findable(session, actor, files)
     assert summary.created["DiagnosticReport"] == expected["DiagnosticReport"]
     assert summary.not_modelled["Immunization"] == expected["Immunization"]
     # every reference of this set resolves (the files the source left out are not named)
@@ -293,6 +384,7 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
-    assert "Observation" in result.output and "read-only here" in result.output
+    assert "Observation" in result.output and "MedicationRequest" in result.output
+    assert "read-only here" not in result.output  # every mapped type is written
     assert "Claim" in result.output
     assert missing.exit_code == 2

@@ -225,7 +225,10 @@ def test_medication_request_reads_tcm_prescriptions(
         assert got.status_code == 200, got.text
         assert got.json()["total"] == n, query
     assert fhir.get(f"/fhir/MedicationRequest/{pid}", headers=member.h_other).status_code == 403
-    assert fhir.post("/fhir/MedicationRequest", json=read, headers=member.h).status_code == 405
+    # a herbal prescription is written here, not sent: a contained formula is refused
+    r = fhir.post("/fhir/MedicationRequest", json=read, headers=member.h)
+    assert r.status_code == 422
+    assert r.json()["issue"][0]["expression"] == ["MedicationRequest.medicationReference"]
 
 
 def test_device_read_and_search(fhir: TestClient, member: Any, session: Session) -> None:
@@ -267,8 +270,13 @@ def test_metadata_lists_the_new_types(fhir: TestClient) -> None:
             "vread",  # a result is never changed once written: one version each
             "history-instance",
         }
-    for rtype in ("MedicationRequest", "Device"):
-        assert {i["code"] for i in types[rtype]["interaction"]} == {"read", "search-type"}
+    for rtype in ("MedicationRequest", "Device"):  # recorded from another system
+        assert {i["code"] for i in types[rtype]["interaction"]} == {
+            "read",
+            "search-type",
+            "create",
+        }
+        assert types[rtype]["conditionalCreate"] is True
     params = {p["name"] for p in types["Observation"]["searchParam"]}
     assert {"patient", "subject", "code", "date", "status", "category"} <= params
     assert "Observation:patient" in types["Patient"]["searchRevInclude"]

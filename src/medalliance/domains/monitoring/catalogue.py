@@ -49,6 +49,9 @@ class DeviceType(StrEnum):
     THERMOMETER = "thermometer"
     HEART_RATE_MONITOR = "heart_rate_monitor"
     ACTIVITY_TRACKER = "activity_tracker"
+    # A recorded device outside this catalogue (an implant, a wheelchair …): its coded
+    # type is kept beside it (FHIR Device.type); it sends no readings.
+    OTHER = "other"
 
 
 # Glucose: 1 mmol/L = 18.016 mg/dL (molar mass of glucose 180.16 g/mol); a unit
@@ -163,4 +166,5 @@ DEVICE_MEASUREMENTS: dict[DeviceType, frozenset[MeasurementType]] = {
     DeviceType.THERMOMETER: frozenset({MeasurementType.BODY_TEMPERATURE}),
     DeviceType.HEART_RATE_MONITOR: frozenset({MeasurementType.HEART_RATE}),
     DeviceType.ACTIVITY_TRACKER: frozenset({MeasurementType.STEPS, MeasurementType.HEART_RATE}),
+    DeviceType.OTHER: frozenset(),
 }

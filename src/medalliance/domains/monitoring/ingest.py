@@ -383,6 +383,7 @@ def _devices_of(
         )
     )
     for device_id, serial, kind, record_id, institution_id, responsible, start, end, person in rows:
+        assert serial is not None  # matched on it
         if serial not in devices:
             devices[serial] = _Device(device_id, serial, kind)
         if record_id is not None:

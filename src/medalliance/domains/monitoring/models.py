@@ -58,14 +58,41 @@ class DeviceGateway(IdMixin, TimestampMixin, Base):
 
 
 class Device(IdMixin, TimestampMixin, Base):
+    """A device of the institution. Either connected (registered with its gateway, it
+    sends readings) or recorded (known from another system: an implant, a wheelchair,
+    a home meter; no gateway, no readings), with what the record says about it."""
+
     __tablename__ = "devices"
+    __table_args__ = (
+        # A connected device is found by its serial (gateways send it): unique among
+        # them. Recorded ones may repeat one: two members record the same implant.
+        Index(
+            "uq_devices_serial",
+            "serial",
+            unique=True,
+            postgresql_where=text("gateway_id IS NOT NULL"),
+            sqlite_where=text("gateway_id IS NOT NULL"),
+        ),
+    )
 
     institution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("institutions.id"), index=True)
-    gateway_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("device_gateways.id"), index=True)
+    # None: a recorded device, not connected through a gateway
+    gateway_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("device_gateways.id"), index=True
+    )
     device_type: Mapped[DeviceType] = mapped_column(str_enum(DeviceType, "device_type"))
-    model: Mapped[str] = mapped_column(String(100))
-    serial: Mapped[str] = mapped_column(String(100), unique=True)
+    model: Mapped[str | None] = mapped_column(String(100))
+    serial: Mapped[str | None] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Recorded devices: FHIR Device.status as given (active | inactive | entered-in-error
+    # | unknown); connected ones answer from ``active``.
+    status: Mapped[str | None] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(String(200))  # deviceName
+    udi_di: Mapped[str | None] = mapped_column(String(100), index=True)  # UDI device identifier
+    udi_carrier: Mapped[str | None] = mapped_column(String(500))  # UDI human-readable form
+    lot_number: Mapped[str | None] = mapped_column(String(100))
+    manufactured_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
 
 
 class DeviceAssignment(IdMixin, TimestampMixin, Base):

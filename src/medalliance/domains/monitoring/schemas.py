@@ -151,11 +151,37 @@ class DeviceCreate(_Strict):
 class DeviceRead(_Read):
     id: uuid.UUID
     institution_id: uuid.UUID
-    gateway_id: uuid.UUID
+    gateway_id: uuid.UUID | None  # None: recorded from another system, sends no readings
     device_type: DeviceType
-    model: str
-    serial: str
+    model: str | None
+    serial: str | None
     active: bool
+    status: str | None = None
+    name: str | None = None
+    udi_di: str | None = None
+    lot_number: str | None = None
+    manufactured_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class DeviceRecord(_Strict):
+    """A device known from another system (FHIR Device): no gateway, no readings."""
+
+    device_type: DeviceType = DeviceType.OTHER
+    status: str | None = Field(
+        default=None, pattern=r"^(active|inactive|entered-in-error|unknown)$"
+    )
+    name: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=100)
+    serial: str | None = Field(default=None, min_length=1, max_length=100)
+    udi_di: str | None = Field(default=None, max_length=100)
+    udi_carrier: str | None = Field(default=None, max_length=500)
+    lot_number: str | None = Field(default=None, max_length=100)
+    manufactured_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    patient_id: uuid.UUID | None = Field(
+        default=None, description="The patient who has the device (assigned from now on)"
+    )
 
 
 class AssignmentCreate(_Strict):

@@ -16,7 +16,7 @@ from medalliance.access.permissions import Permission
 from medalliance.audit import service as audit
 from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.monitoring import schemas
-from medalliance.domains.monitoring.catalogue import MeasurementType
+from medalliance.domains.monitoring.catalogue import DeviceType, MeasurementType
 from medalliance.domains.monitoring.models import (
     DeadLetter,
     Device,
@@ -131,7 +131,14 @@ def create_device(*, session: Session, actor: Actor, data: schemas.DeviceCreate)
     _require(actor, Permission.REGISTRY_MANAGE)
     if not actor.can(Permission.ALLIANCE_MANAGE) and gateway.institution_id != actor.institution_id:
         raise PermissionDenied("You can only manage your own institution's devices.")
-    if session.scalar(select(Device.id).where(Device.serial == data.serial)):
+    if data.device_type is DeviceType.OTHER:
+        raise InvalidInput(
+            "A device registered with a gateway sends readings: give its monitoring type.",
+            field="device_type",
+        )
+    if session.scalar(
+        select(Device.id).where(Device.serial == data.serial, Device.gateway_id.is_not(None))
+    ):
         raise Conflict(f"A device with serial {data.serial!r} exists.", field="serial")
     device = Device(
         institution_id=gateway.institution_id,

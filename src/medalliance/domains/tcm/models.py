@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from medalliance.db.base import Base, IdMixin, TimestampMixin
@@ -20,6 +20,22 @@ class PrescriptionStatus(StrEnum):
     DRAFT = "draft"
     SIGNED = "signed"
     CANCELLED = "cancelled"
+    # An order placed in another system (a member's HIS, an import) and recorded here:
+    # never signed or changed here; its own status is ``order_status``.
+    RECORDED = "recorded"
+
+
+class OrderStatus(StrEnum):
+    """FHIR MedicationRequest.status of a recorded order, kept as the sender gave it."""
+
+    ACTIVE = "active"
+    ON_HOLD = "on-hold"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    ENTERED_IN_ERROR = "entered-in-error"
+    STOPPED = "stopped"
+    DRAFT = "draft"
+    UNKNOWN = "unknown"
 
 
 class HerbalForm(StrEnum):
@@ -34,11 +50,20 @@ class Prescription(IdMixin, TimestampMixin, Base):
         ForeignKey("patient_records.id"), index=True
     )
     institution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("institutions.id"))
-    encounter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("encounters.id"), index=True)
+    # Written here: always on an encounter. Recorded from elsewhere: if the order named one.
+    encounter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("encounters.id"), index=True)
     recorded_by: Mapped[uuid.UUID | None]
     status: Mapped[PrescriptionStatus] = mapped_column(
         str_enum(PrescriptionStatus, "prescription_status")
     )
+    # A recorded order (status ``recorded``): what the placing system said about it.
+    order_status: Mapped[OrderStatus | None] = mapped_column(str_enum(OrderStatus, "order_status"))
+    intent: Mapped[str | None] = mapped_column(String(20))
+    authored_at: Mapped[datetime | None]
+    requester_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("practitioners.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    reason_diagnosis_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("diagnoses.id"))
+    recorded_from: Mapped[str | None] = mapped_column(String(100))  # e.g. "fhir"
     # The herbal part: the classical formula it starts from (if any), 剂数, form.
     formula_id: Mapped[str | None] = mapped_column(String(16))
     formula_name: Mapped[str | None] = mapped_column(String(100))
@@ -85,10 +110,13 @@ class PrescriptionDrug(IdMixin, Base):
     )
     seq: Mapped[int] = mapped_column(Integer)
     drug: Mapped[str] = mapped_column(String(200))
-    dose: Mapped[str] = mapped_column(String(100))
-    route: Mapped[str] = mapped_column(String(50))
-    frequency: Mapped[str] = mapped_column(String(50))
+    # Written here: structured, all given. Recorded: what the order said, often only text.
+    dose: Mapped[str | None] = mapped_column(String(100))
+    route: Mapped[str | None] = mapped_column(String(50))
+    frequency: Mapped[str | None] = mapped_column(String(50))
     duration_days: Mapped[int | None] = mapped_column(Integer)
+    dosage_text: Mapped[str | None] = mapped_column(Text)
+    as_needed: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class ConstitutionAssessment(IdMixin, TimestampMixin, Base):

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from medalliance.access import policy
@@ -17,7 +17,12 @@ from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records import service as records_service
 from medalliance.domains.records.models import AllergyCategory
-from medalliance.domains.tcm.models import Prescription, PrescriptionDrug, PrescriptionStatus
+from medalliance.domains.tcm.models import (
+    OrderStatus,
+    Prescription,
+    PrescriptionDrug,
+    PrescriptionStatus,
+)
 from medalliance.domains.tcm.safety import AllergyEntry, DrugInUse, resolve_drug
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
@@ -35,7 +40,8 @@ def active_prescription_drugs(
     session: Session, record_ids: list[uuid.UUID], *, exclude: uuid.UUID | None = None
 ) -> list[tuple[uuid.UUID, PrescriptionDrug, Prescription]]:
     """Western lines of signed prescriptions still within their duration (a line
-    without a duration stays active until the prescription is cancelled)."""
+    without a duration stays active until the prescription is cancelled), and of orders
+    recorded from another system while that system says they are active."""
     if not record_ids:
         return []
     rows = session.execute(
@@ -43,7 +49,13 @@ def active_prescription_drugs(
         .join(Prescription, Prescription.id == PrescriptionDrug.prescription_id)
         .where(
             Prescription.patient_record_id.in_(record_ids),
-            Prescription.status == PrescriptionStatus.SIGNED,
+            or_(
+                Prescription.status == PrescriptionStatus.SIGNED,
+                and_(
+                    Prescription.status == PrescriptionStatus.RECORDED,
+                    Prescription.order_status == OrderStatus.ACTIVE,
+                ),
+            ),
         )
     ).all()
     now = utcnow()
@@ -51,7 +63,7 @@ def active_prescription_drugs(
     for line, prescription in rows:
         if exclude is not None and prescription.id == exclude:
             continue
-        signed = prescription.signed_at or prescription.created_at
+        signed = prescription.signed_at or prescription.authored_at or prescription.created_at
         if line.duration_days is not None and signed + timedelta(days=line.duration_days) < now:
             continue
         active.append((prescription.institution_id, line, prescription))
@@ -66,11 +78,12 @@ def load(
     *,
     exclude_prescription: uuid.UUID | None = None,
     pregnancy: bool = True,
+    drugs: bool = True,
 ) -> PatientContext:
     """The caller has enforced the patient-level read already. ``pregnancy=False``
-    skips reading the status (the request stated it)."""
-    records = patients_service.record_ids_of(session, person_id)
-    meds = records_service.active_medications(session, person_id)
+    skips reading the status (the request stated it); ``drugs=False`` the drugs in use
+    (a recorded order is checked against allergies only: it has no herbs)."""
+    meds = records_service.active_medications(session, person_id) if drugs else []
     # Drug and herb allergies only: a pollen (花粉) allergy must not flag 天花粉, whose
     # formula alias is 花粉; the data has no rule linking foods or pollens to herbs.
     allergies = [
@@ -78,7 +91,15 @@ def load(
         for a in records_service.active_allergies(session, person_id)
         if a.category in (AllergyCategory.MEDICATION, AllergyCategory.HERB)
     ]
-    running = active_prescription_drugs(session, records, exclude=exclude_prescription)
+    running = (
+        active_prescription_drugs(
+            session,
+            patients_service.record_ids_of(session, person_id),
+            exclude=exclude_prescription,
+        )
+        if drugs
+        else []
+    )
     owners = (
         {m.institution_id for m in meds}
         | {a.institution_id for a in allergies}
@@ -105,7 +126,12 @@ def load(
     for owner, line, prescription in running:
         if allowed[owner]:
             code = institutions[owner].code
-            origin = f"signed prescription {prescription.id} at {code}"
+            kind = (
+                "recorded order"
+                if prescription.status is PrescriptionStatus.RECORDED
+                else "signed prescription"
+            )
+            origin = f"{kind} {prescription.id} at {code}"
             context.drugs.append(resolve_drug(line.drug, origin))
     for a in allergies:
         if allowed[a.institution_id]:

@@ -64,11 +64,14 @@ def _ordered(value: Any) -> list[list[Any]]:
 
 def _prescription(r: Sequence[Any]) -> RawEntry:
     (pid, at, institution_id, status, encounter_id, formula_name, dose_count) = r[:7]
-    findings, override_reason, herb_rows, drug_rows = r[7:]
+    findings, override_reason, order_status, herb_rows, drug_rows = r[7:]
     herbs = _ordered(herb_rows)
     drugs = _ordered(drug_rows)
     herbal = f"{formula_name or '自拟方'} {len(herbs)}味×{dose_count}剂" if herbs else ""
-    western = ", ".join(f"{d[1]} {d[2]} {d[3]}" for d in drugs)
+    # a recorded order's line may hold only a dosage text
+    western = ", ".join(" ".join(str(x) for x in d[1:] if x) for d in drugs)
+    if str(status) == "recorded":  # an order placed elsewhere: its own status
+        status = f"recorded: {order_status}"
     blocking = sorted({f["rule"] for f in findings if f["severity"] == "block"})
     return RawEntry(
         "prescription",
@@ -94,10 +97,11 @@ def _assessment(r: Sequence[Any]) -> RawEntry:
 
 def _register() -> None:
     p, h, d, c = Prescription, PrescriptionHerb, PrescriptionDrug, ConstitutionAssessment
-    # A prescription stands on the timeline when it was signed, a draft when written.
-    # The timeline only labels, compares and orders this column, so an expression
-    # serves where a mapped column is expected.
-    signed_or_written = cast(Any, func.coalesce(p.signed_at, p.created_at))
+    # A prescription stands on the timeline when it was signed, a draft when written,
+    # an order recorded from elsewhere when it was placed there. The timeline only
+    # labels, compares and orders this column, so an expression serves where a mapped
+    # column is expected.
+    signed_or_written = cast(Any, func.coalesce(p.signed_at, p.authored_at, p.created_at))
     register_paged_source(
         "prescription",
         table=EntryTable(p.id, signed_or_written, p.institution_id, p.patient_record_id),
@@ -111,10 +115,11 @@ def _register() -> None:
                     p.dose_count,
                     p.findings,
                     p.override_reason,
+                    p.order_status,
                 )
             ),
             _children(h.seq, h.name, h.dose_g, parent=h.prescription_id),
-            _children(d.seq, d.drug, d.dose, d.frequency, parent=d.prescription_id),
+            _children(d.seq, d.drug, d.dose, d.frequency, d.dosage_text, parent=d.prescription_id),
         ],
         build=_prescription,
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
-from medalliance.domains.tcm.models import HerbalForm, PrescriptionStatus
+from medalliance.domains.tcm.models import HerbalForm, OrderStatus, PrescriptionStatus
 
 # A dose must be a JSON number: "9" or true are refused, not coerced.
 Grams = Annotated[float, Field(gt=0, le=1000, strict=True)]
@@ -166,6 +166,43 @@ class PrescriptionWrite(_Strict):
     western: list[WesternLine] = Field(default_factory=list, max_length=30)
 
 
+class RecordedDrugLine(_Strict):
+    """A drug of an order placed in another system, as that system described it."""
+
+    drug: str = Field(min_length=1, max_length=200)
+    dose: str | None = Field(default=None, max_length=100)
+    route: str | None = Field(default=None, max_length=50)
+    frequency: str | None = Field(default=None, max_length=50)
+    dosage_text: str | None = Field(default=None, max_length=2000)
+    as_needed: bool | None = None
+
+
+Intent = Literal[
+    "proposal",
+    "plan",
+    "order",
+    "original-order",
+    "reflex-order",
+    "filler-order",
+    "instance-order",
+    "option",
+]
+
+
+class PrescriptionRecord(_Strict):
+    """An order placed in another system (a member's HIS, an import), recorded here
+    as it was placed: not a draft, never signed or changed here."""
+
+    order_status: OrderStatus
+    intent: Intent = "order"
+    authored_at: AwareDatetime | None = None
+    encounter_id: uuid.UUID | None = None
+    requester_id: uuid.UUID | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+    reason_diagnosis_id: uuid.UUID | None = None
+    drugs: list[RecordedDrugLine] = Field(min_length=1, max_length=50)
+
+
 class SignRequest(_Strict):
     override_reason: str | None = Field(default=None, min_length=5, max_length=2000)
 
@@ -186,18 +223,29 @@ class PrescriptionHerbRead(_Read):
 class PrescriptionDrugRead(_Read):
     seq: int
     drug: str
-    dose: str
-    route: str
-    frequency: str
+    # None only on a recorded order that gave its dosage as text
+    dose: str | None
+    route: str | None
+    frequency: str | None
     duration_days: int | None
+    dosage_text: str | None = None
+    as_needed: bool | None = None
 
 
 class PrescriptionRead(_Read):
     id: uuid.UUID
-    encounter_id: uuid.UUID
+    encounter_id: uuid.UUID | None
     patient_record_id: uuid.UUID
     institution_id: uuid.UUID
     status: PrescriptionStatus
+    # recorded orders (status "recorded"): placed in another system, kept as sent
+    order_status: OrderStatus | None = None
+    intent: str | None = None
+    authored_at: datetime | None = None
+    requester_id: uuid.UUID | None = None
+    reason: str | None = None
+    reason_diagnosis_id: uuid.UUID | None = None
+    recorded_from: str | None = None
     formula_id: str | None
     formula_name: str | None
     dose_count: int | None

@@ -424,6 +424,8 @@ def cancel_prescription(
         session, actor, prescription_id, policy.AccessAction.WRITE, "cancel"
     )
     _own(prescription, actor)
+    if prescription.status is PrescriptionStatus.RECORDED:
+        raise Conflict("A recorded order is changed in the system that placed it, not here.")
     if prescription.status is PrescriptionStatus.CANCELLED:
         raise Conflict("The prescription is already cancelled.")
     prescription.status = PrescriptionStatus.CANCELLED

@@ -75,6 +75,11 @@ STATUSES: dict[str, str] = {
     "planned": N_("Planned"),
     "in-progress": N_("In progress"),
     "finished": N_("Finished"),
+    # orders recorded from another system keep its MedicationRequest status
+    "stopped": N_("Stopped"),
+    "completed": N_("Completed"),
+    "on-hold": N_("On hold"),
+    "unknown": N_("Unknown"),
 }
 
 

@@ -46,6 +46,7 @@ STATUS_LABELS = {
     PrescriptionStatus.DRAFT: N_("Draft"),
     PrescriptionStatus.SIGNED: N_("Signed"),
     PrescriptionStatus.CANCELLED: N_("Cancelled"),
+    PrescriptionStatus.RECORDED: N_("Recorded from another system"),
 }
 FORM_LABELS = {HerbalForm.DECOCTION: N_("Decoction (饮片)"), HerbalForm.GRANULES: N_("Granules")}
 
@@ -118,9 +119,9 @@ def _editor_from_prescription(p: Prescription) -> Editor:
         drugs=[
             {
                 "drug": d.drug,
-                "drug_dose": d.dose,
-                "route": d.route,
-                "frequency": d.frequency,
+                "drug_dose": d.dose or "",
+                "route": d.route or "",
+                "frequency": d.frequency or "",
                 "duration_days": "" if d.duration_days is None else str(d.duration_days),
             }
             for d in p.drugs
@@ -339,6 +340,7 @@ def update_prescription(
             session=session, actor=user.actor, prescription_id=prescription_id, data=data
         )
 
+    assert current.encounter_id is not None  # written here: always on an encounter
     return _save(
         request,
         session,
@@ -436,6 +438,7 @@ def prescription_page(
         and user.can(Permission.PRESCRIBE)
     )
     if editable:
+        assert prescription.encounter_id is not None  # a draft is written on an encounter
         context = _encounter_context(session, user, prescription.encounter_id)
         return _render_editor(
             request,
