@@ -15,11 +15,12 @@ the same keys.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import Column, Table, insert
+from sqlalchemy import JSON, Column, Table, insert
 from sqlalchemy.orm import Session
 
 # Fewer rows than this go as one executemany: a COPY is a round trip of its own.
@@ -70,6 +71,9 @@ def _copy(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> Non
 
 
 def _bind_processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
+    if isinstance(column.type, JSON):  # psycopg adapts JSON values itself, not in COPY
+        serialise: Callable[[Any], str] = dialect._json_serializer or json.dumps
+        return serialise
     processor: Callable[[Any], Any] | None = column.type.bind_processor(dialect)
     return processor
 

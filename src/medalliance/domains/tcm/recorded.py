@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from medalliance.db.rows import insert_rows
 from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.patients import service as patients_service
 from medalliance.domains.records.models import Diagnosis, Encounter
@@ -96,8 +97,8 @@ def record_prescriptions(
             {"id": new_id(), "prescription_id": pid, "seq": i + 1, **d.model_dump()}
             for i, d in enumerate(item.drugs)
         )
-    session.execute(insert(cast(Table, Prescription.__table__)), rows)
-    session.execute(insert(cast(Table, PrescriptionDrug.__table__)), lines)
+    insert_rows(session, Prescription, rows)
+    insert_rows(session, PrescriptionDrug, lines)
     return [r["id"] for r in rows]
 
 

@@ -216,17 +216,15 @@ class MedicationRequestMapper(PatientDataMapper):
             store.add_identifiers_many(
                 ctx.session, "MedicationRequest", list(zip(made, pairs, strict=True))
             )
+        codings = store.CodingRows("MedicationRequest")
         for rid, resource in zip(made, resources, strict=True):
-            store.add_codings(
-                ctx.session,
-                "MedicationRequest",
+            codings.add(rid, MEDICATION, codings_in(resource.medicationCodeableConcept))
+            codings.add(
                 rid,
-                MEDICATION,
-                codings_in(resource.medicationCodeableConcept),
+                REASON,
+                [c for concept in resource.reasonCode or [] for c in codings_in(concept)],
             )
-            reasons = [c for concept in resource.reasonCode or [] for c in codings_in(concept)]
-            if reasons:
-                store.add_codings(ctx.session, "MedicationRequest", rid, REASON, reasons)
+        codings.write(ctx.session)
         return [Written("MedicationRequest", rid) for rid in made]
 
     def _order_in(
