@@ -28,7 +28,14 @@ if TYPE_CHECKING:
     from medalliance.fhir.importer import Importer, ImportSummary, Progress
     from medalliance.kernel.actor import Actor
 
-PRELOAD = [*wiring.MODULES, "medalliance.fhir.resources", "medalliance.fhir.parallel_import"]
+# "__main__": the program (the CLI) is imported once in the fork server, not again in
+# every worker (multiprocessing then finds it already there).
+PRELOAD = [
+    "__main__",
+    *wiring.MODULES,
+    "medalliance.fhir.resources",
+    "medalliance.fhir.parallel_import",
+]
 POLL_S = 0.2
 
 _worker: dict[str, Any] = {}  # the worker process's importer and progress queue
