@@ -163,6 +163,13 @@ def _resolve_lead(session: Session, code: str | None) -> Institution | None:
     lead = find_institution(session, code)
     if lead is None:
         raise InvalidInput(f"No institution with code {code!r}.", field="lead_institution_code")
+    if not lead.active:
+        raise InvalidInput(
+            f"Institution {code!r} is deactivated: nothing new can be assigned to it.",
+            field="lead_institution_code",
+            reason="institution-inactive",
+            registry_code=code,
+        )
     return lead
 
 
@@ -223,6 +230,10 @@ def update_institution(
         if lead is not None and lead.id == institution.id:
             raise InvalidInput("An institution cannot lead itself.", field="lead_institution_code")
         institution.lead_institution_id = None if lead is None else lead.id
+    if changes.get("active") is False and institution.active:
+        _check_institution_can_close(session, institution)
+    if changes.get("active") is True and not institution.active:
+        _check_institution_can_reopen(session, institution)
     for key, value in changes.items():
         setattr(institution, key, value)
     session.flush()
@@ -232,18 +243,90 @@ def update_institution(
     return institution
 
 
+def set_institution_active(
+    *, session: Session, actor: Actor, code: str, active: bool
+) -> Institution:
+    """Deactivate a member institution (it stays in the registry and in every record
+    that names it, but nothing new is assigned to it) or reactivate it. An alliance
+    administrator's change; refused while it still leads active members."""
+    institution = get_institution(session, actor, code)
+    _require(actor, Permission.ALLIANCE_MANAGE)
+    if institution.active == active:
+        state = "active" if active else "deactivated"
+        raise Conflict(
+            f"Institution {code!r} is already {state}.",
+            field="active",
+            reason=f"already-{state}",
+        )
+    if active:
+        _check_institution_can_reopen(session, institution)
+    else:
+        _check_institution_can_close(session, institution)
+    institution.active = active
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="reactivate" if active else "deactivate",
+        resource_type="Institution",
+        resource_id=institution.id,
+        detail={"code": institution.code},
+    )
+    return institution
+
+
+def _check_institution_can_close(session: Session, institution: Institution) -> None:
+    led = session.scalars(
+        select(Institution.code)
+        .where(Institution.lead_institution_id == institution.id, Institution.active.is_(True))
+        .order_by(Institution.code)
+    ).all()
+    if led:
+        raise Conflict(
+            f"Institution {institution.code!r} still leads active members "
+            f"({', '.join(led)}); give them another lead institution first.",
+            field="active",
+            reason="leads-active-members",
+            members=", ".join(led),
+        )
+
+
+def _check_institution_can_reopen(session: Session, institution: Institution) -> None:
+    if institution.lead_institution_id is None:
+        return
+    lead = session.get(Institution, institution.lead_institution_id)
+    if lead is not None and not lead.active:
+        raise Conflict(
+            f"Its lead institution {lead.code!r} is deactivated; reactivate it or choose "
+            "another lead first.",
+            field="active",
+            reason="lead-inactive",
+            registry_code=lead.code,
+        )
+
+
+def _require_active_institution(institution: Institution, field: str | None = None) -> None:
+    if not institution.active:
+        raise InvalidInput(
+            f"Institution {institution.code!r} is deactivated: nothing new can be assigned to it.",
+            field=field,
+            reason="institution-inactive",
+            registry_code=institution.code,
+        )
+
+
 # --- departments ----------------------------------------------------------------------
 
 
-def list_departments(session: Session, actor: Actor, institution_code: str) -> list[Department]:
+def list_departments(
+    session: Session, actor: Actor, institution_code: str, *, active_only: bool = False
+) -> list[Department]:
+    """An institution's departments; ``active_only`` for lists that assign to one."""
     institution = get_institution(session, actor, institution_code)
-    return list(
-        session.scalars(
-            select(Department)
-            .where(Department.institution_id == institution.id)
-            .order_by(Department.code)
-        ).all()
-    )
+    query = select(Department).where(Department.institution_id == institution.id)
+    if active_only:
+        query = query.where(Department.active.is_(True))
+    return list(session.scalars(query.order_by(Department.code)).all())
 
 
 def get_department(session: Session, actor: Actor, department_id: uuid.UUID) -> Department:
@@ -259,6 +342,7 @@ def create_department(
 ) -> Department:
     institution = get_institution(session, actor, institution_code)
     _require_manage(actor, institution.id)
+    _require_active_institution(institution)
     duplicate = session.scalar(
         select(Department.id).where(
             Department.institution_id == institution.id, Department.code == data.code
@@ -280,11 +364,84 @@ def update_department(
     department = get_department(session, actor, department_id)
     _require_manage(actor, department.institution_id)
     changes = data.model_dump(exclude_unset=True)
+    if changes.get("active") is False and department.active:
+        _check_department_can_close(session, department)
+    if changes.get("active") is True and not department.active:
+        _check_department_can_reopen(session, department)
     for key, value in changes.items():
         setattr(department, key, value)
     session.flush()
     _audit_change(session, actor, "update", "Department", department.id, changes)
     return department
+
+
+def set_department_active(
+    *, session: Session, actor: Actor, department_id: uuid.UUID, active: bool
+) -> Department:
+    """Deactivate a department (kept with its history; no new practitioners or beds,
+    and it leaves the bed availability) or reactivate it. Refused while a bed of it is
+    occupied, and reactivation while its institution is deactivated."""
+    department = get_department(session, actor, department_id)
+    _require_manage(actor, department.institution_id)
+    if department.active == active:
+        state = "active" if active else "deactivated"
+        raise Conflict(
+            f"Department {department.code!r} is already {state}.",
+            field="active",
+            reason=f"already-{state}",
+        )
+    if active:
+        _check_department_can_reopen(session, department)
+    else:
+        _check_department_can_close(session, department)
+    department.active = active
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="reactivate" if active else "deactivate",
+        resource_type="Department",
+        resource_id=department.id,
+        detail={"code": department.code},
+    )
+    return department
+
+
+def _check_department_can_close(session: Session, department: Department) -> None:
+    occupied = session.scalar(
+        select(func.count())
+        .select_from(Bed)
+        .where(Bed.department_id == department.id, Bed.status == BedStatus.OCCUPIED)
+    )
+    if occupied:
+        raise Conflict(
+            f"Department {department.code!r} has {occupied} occupied bed(s); discharge or "
+            "transfer the patients first.",
+            field="active",
+            reason="occupied-beds",
+            occupied=occupied,
+        )
+
+
+def _check_department_can_reopen(session: Session, department: Department) -> None:
+    institution = session.get(Institution, department.institution_id)
+    if institution is not None and not institution.active:
+        raise Conflict(
+            f"Its institution {institution.code!r} is deactivated; reactivate it first.",
+            field="active",
+            reason="institution-inactive",
+            registry_code=institution.code,
+        )
+
+
+def _require_active_department(department: Department, field: str | None = None) -> None:
+    if not department.active:
+        raise InvalidInput(
+            f"Department {department.code!r} is deactivated: nothing new can be assigned to it.",
+            field=field,
+            reason="department-inactive",
+            registry_code=department.code,
+        )
 
 
 # --- practitioners --------------------------------------------------------------------
@@ -339,6 +496,7 @@ def _check_department(
     department = session.get(Department, department_id)
     if department is None or department.institution_id != institution_id:
         raise InvalidInput("The department is not part of this institution.", field="department_id")
+    _require_active_department(department, field="department_id")
 
 
 def create_practitioner(
@@ -351,6 +509,7 @@ def create_practitioner(
             f"No institution with code {data.institution_code!r}.", field="institution_code"
         )
     _require_manage(actor, institution.id)
+    _require_active_institution(institution, field="institution_code")
     _check_department(session, data.department_id, institution.id)
     message = f"A practitioner with licence number {data.licence_number!r} already exists."
     if session.scalar(
@@ -399,6 +558,7 @@ def create_bed(
 ) -> Bed:
     department = get_department(session, actor, department_id)
     _require_manage(actor, department.institution_id)
+    _require_active_department(department)
     message = f"Bed {data.code!r} already exists in this department."
     if session.scalar(
         select(Bed.id).where(Bed.department_id == department_id, Bed.code == data.code)
