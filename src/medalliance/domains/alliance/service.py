@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from medalliance.access.permissions import Permission
 from medalliance.audit import service as audit
-from medalliance.domains.alliance import schemas
+from medalliance.domains.alliance import lifecycle, schemas
 from medalliance.domains.alliance.models import (
     Alliance,
     Bed,
@@ -231,9 +231,9 @@ def update_institution(
             raise InvalidInput("An institution cannot lead itself.", field="lead_institution_code")
         institution.lead_institution_id = None if lead is None else lead.id
     if changes.get("active") is False and institution.active:
-        _check_institution_can_close(session, institution)
+        lifecycle.check_institution_can_close(session, institution)
     if changes.get("active") is True and not institution.active:
-        _check_institution_can_reopen(session, institution)
+        lifecycle.check_institution_can_reopen(session, institution)
     for key, value in changes.items():
         setattr(institution, key, value)
     session.flush()
@@ -259,9 +259,9 @@ def set_institution_active(
             reason=f"already-{state}",
         )
     if active:
-        _check_institution_can_reopen(session, institution)
+        lifecycle.check_institution_can_reopen(session, institution)
     else:
-        _check_institution_can_close(session, institution)
+        lifecycle.check_institution_can_close(session, institution)
     institution.active = active
     session.flush()
     audit.record(
@@ -273,46 +273,6 @@ def set_institution_active(
         detail={"code": institution.code},
     )
     return institution
-
-
-def _check_institution_can_close(session: Session, institution: Institution) -> None:
-    led = session.scalars(
-        select(Institution.code)
-        .where(Institution.lead_institution_id == institution.id, Institution.active.is_(True))
-        .order_by(Institution.code)
-    ).all()
-    if led:
-        raise Conflict(
-            f"Institution {institution.code!r} still leads active members "
-            f"({', '.join(led)}); give them another lead institution first.",
-            field="active",
-            reason="leads-active-members",
-            members=", ".join(led),
-        )
-
-
-def _check_institution_can_reopen(session: Session, institution: Institution) -> None:
-    if institution.lead_institution_id is None:
-        return
-    lead = session.get(Institution, institution.lead_institution_id)
-    if lead is not None and not lead.active:
-        raise Conflict(
-            f"Its lead institution {lead.code!r} is deactivated; reactivate it or choose "
-            "another lead first.",
-            field="active",
-            reason="lead-inactive",
-            registry_code=lead.code,
-        )
-
-
-def _require_active_institution(institution: Institution, field: str | None = None) -> None:
-    if not institution.active:
-        raise InvalidInput(
-            f"Institution {institution.code!r} is deactivated: nothing new can be assigned to it.",
-            field=field,
-            reason="institution-inactive",
-            registry_code=institution.code,
-        )
 
 
 # --- departments ----------------------------------------------------------------------
@@ -342,7 +302,7 @@ def create_department(
 ) -> Department:
     institution = get_institution(session, actor, institution_code)
     _require_manage(actor, institution.id)
-    _require_active_institution(institution)
+    lifecycle.require_active_institution(institution)
     duplicate = session.scalar(
         select(Department.id).where(
             Department.institution_id == institution.id, Department.code == data.code
@@ -365,9 +325,9 @@ def update_department(
     _require_manage(actor, department.institution_id)
     changes = data.model_dump(exclude_unset=True)
     if changes.get("active") is False and department.active:
-        _check_department_can_close(session, department)
+        lifecycle.check_department_can_close(session, department)
     if changes.get("active") is True and not department.active:
-        _check_department_can_reopen(session, department)
+        lifecycle.check_department_can_reopen(session, department)
     for key, value in changes.items():
         setattr(department, key, value)
     session.flush()
@@ -391,9 +351,9 @@ def set_department_active(
             reason=f"already-{state}",
         )
     if active:
-        _check_department_can_reopen(session, department)
+        lifecycle.check_department_can_reopen(session, department)
     else:
-        _check_department_can_close(session, department)
+        lifecycle.check_department_can_close(session, department)
     department.active = active
     session.flush()
     audit.record(
@@ -405,43 +365,6 @@ def set_department_active(
         detail={"code": department.code},
     )
     return department
-
-
-def _check_department_can_close(session: Session, department: Department) -> None:
-    occupied = session.scalar(
-        select(func.count())
-        .select_from(Bed)
-        .where(Bed.department_id == department.id, Bed.status == BedStatus.OCCUPIED)
-    )
-    if occupied:
-        raise Conflict(
-            f"Department {department.code!r} has {occupied} occupied bed(s); discharge or "
-            "transfer the patients first.",
-            field="active",
-            reason="occupied-beds",
-            occupied=occupied,
-        )
-
-
-def _check_department_can_reopen(session: Session, department: Department) -> None:
-    institution = session.get(Institution, department.institution_id)
-    if institution is not None and not institution.active:
-        raise Conflict(
-            f"Its institution {institution.code!r} is deactivated; reactivate it first.",
-            field="active",
-            reason="institution-inactive",
-            registry_code=institution.code,
-        )
-
-
-def _require_active_department(department: Department, field: str | None = None) -> None:
-    if not department.active:
-        raise InvalidInput(
-            f"Department {department.code!r} is deactivated: nothing new can be assigned to it.",
-            field=field,
-            reason="department-inactive",
-            registry_code=department.code,
-        )
 
 
 # --- practitioners --------------------------------------------------------------------
@@ -496,7 +419,7 @@ def _check_department(
     department = session.get(Department, department_id)
     if department is None or department.institution_id != institution_id:
         raise InvalidInput("The department is not part of this institution.", field="department_id")
-    _require_active_department(department, field="department_id")
+    lifecycle.require_active_department(department, field="department_id")
 
 
 def create_practitioner(
@@ -509,7 +432,7 @@ def create_practitioner(
             f"No institution with code {data.institution_code!r}.", field="institution_code"
         )
     _require_manage(actor, institution.id)
-    _require_active_institution(institution, field="institution_code")
+    lifecycle.require_active_institution(institution, field="institution_code")
     _check_department(session, data.department_id, institution.id)
     message = f"A practitioner with licence number {data.licence_number!r} already exists."
     if session.scalar(
@@ -558,7 +481,7 @@ def create_bed(
 ) -> Bed:
     department = get_department(session, actor, department_id)
     _require_manage(actor, department.institution_id)
-    _require_active_department(department)
+    lifecycle.require_active_department(department)
     message = f"Bed {data.code!r} already exists in this department."
     if session.scalar(
         select(Bed.id).where(Bed.department_id == department_id, Bed.code == data.code)

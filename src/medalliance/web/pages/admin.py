@@ -364,7 +364,7 @@ def create_practitioner(
 
 # --- edit, deactivate, reactivate ---------------------------------------------------
 
-INSTITUTION_EDIT_FIELDS = (
+INSTITUTION_EDIT_FIELDS: tuple[str, ...] = (
     "name_zh",
     "name_en",
     "tier",
