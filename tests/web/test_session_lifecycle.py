@@ -139,6 +139,28 @@ def test_idle_session_row_is_marked_ended_and_audited(client: TestClient, sessio
     assert [json.loads(e.detail) for e in ends] == [{"channel": "web", "reason": "idle"}]
 
 
+def test_idle_session_found_by_the_login_page_is_ended_once(
+    client: TestClient, session: Session
+) -> None:
+    """The login page takes an optional user and commits: the row ends in the request
+    itself, audited once, and nothing ends it twice."""
+    user = UserFactory()
+    web_login(client, user)
+    row = _row(session, user)
+    row.last_seen_at = utcnow() - timedelta(minutes=45)
+    session.flush()
+    page = client.get("/login", follow_redirects=False)
+    assert page.status_code == 200 and 'name="password"' in page.text
+    assert _row(session, user).end_reason == "idle"
+    assert client.get("/", follow_redirects=False).status_code == 303
+    ends = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "session.end", AuditEvent.resource_id == str(user.id)
+        )
+    ).all()
+    assert len(ends) == 1
+
+
 def test_idle_session_found_by_an_htmx_request_is_ended_too(
     client: TestClient, session: Session
 ) -> None:

@@ -189,6 +189,7 @@ def current_user(session: Session, request: Request, settings: Settings) -> WebU
         reason = "account"
     if reason is not None:
         _end(row, reason)
+        _audit_end(session, request, user, row.user_id, reason)
         request.state.session_ended = SessionEnd(row.id, row.user_id, reason)
         if reason != "account":
             request.state.session_end = "expired"
@@ -211,15 +212,20 @@ def end_session(factory: sessionmaker[Session], request: Request, ended: Session
         )
         if not getattr(result, "rowcount", 0):
             return
-        user = session.get(User, ended.user_id)
-        audit.record(
-            session,
-            request_actor(request) if user is None else _actor(user, request),
-            action="session.end",
-            resource_type="User",
-            resource_id=ended.user_id,
-            detail={"channel": "web", "reason": ended.reason},
-        )
+        _audit_end(session, request, session.get(User, ended.user_id), ended.user_id, ended.reason)
+
+
+def _audit_end(
+    session: Session, request: Request, user: User | None, user_id: uuid.UUID, reason: str
+) -> None:
+    audit.record(
+        session,
+        request_actor(request) if user is None else _actor(user, request),
+        action="session.end",
+        resource_type="User",
+        resource_id=user_id,
+        detail={"channel": "web", "reason": reason},
+    )
 
 
 def _settings(request: Request) -> Settings:
