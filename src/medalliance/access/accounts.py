@@ -49,6 +49,14 @@ def create_user(*, session: Session, actor: Actor, data: UserCreate) -> User:
             raise InvalidInput(
                 f"No institution with code {data.institution_code!r}.", field="institution_code"
             )
+        if not institution.active:
+            raise InvalidInput(
+                f"Institution {data.institution_code!r} is deactivated: nothing new can be "
+                "assigned to it.",
+                field="institution_code",
+                reason="institution-inactive",
+                registry_code=data.institution_code,
+            )
         institution_id = institution.id
     elif data.role is not Role.ALLIANCE_ADMIN and data.role is not Role.AUDITOR:
         raise InvalidInput(

@@ -1,4 +1,7 @@
-"""Login with lockout, token issue, refresh rotation and logout."""
+"""Login with lockout, token issue, refresh rotation and logout.
+
+``check_credentials`` is the password check alone (lockout, audit, messages);
+``authenticate`` adds the API token pair on top of it."""
 
 from __future__ import annotations
 
@@ -11,12 +14,14 @@ from sqlalchemy.orm import Session
 
 from medalliance.access import passwords, tokens
 from medalliance.access.models import RefreshToken, User
+from medalliance.access.permissions import permissions_for
 from medalliance.audit import service as audit
 from medalliance.config import Settings
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import AccountLocked, InvalidCredentials, NotAuthenticated
 from medalliance.kernel.ids import new_id
+from medalliance.kernel.roles import Role
 
 INVALID_LOGIN = "Invalid username or password."
 
@@ -44,16 +49,38 @@ class LoginOutcome:
         return self.tokens
 
 
-def authenticate(
-    *, session: Session, actor: Actor, settings: Settings, username: str, password: str
-) -> LoginOutcome:
-    """Check a password; count failures and lock the account after too many."""
+@dataclass(frozen=True, slots=True)
+class CredentialCheck:
+    """The outcome of checking a password without issuing API tokens: the account, or
+    the error (returned, not raised, for the same reason as ``LoginOutcome``)."""
+
+    user: User | None = None
+    error: NotAuthenticated | None = None
+    role_refused: bool = False  # right password, but the role may not use this channel
+
+
+def check_credentials(
+    *,
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    username: str,
+    password: str,
+    channel: str = "api",
+    refused_roles: frozenset[Role] = frozenset(),
+) -> CredentialCheck:
+    """Check a password; count failures and lock the account after too many; audit.
+
+    Issues no credential: a caller with a session of its own (the web pages) uses this
+    so that no API refresh token exists that nobody holds. A role in ``refused_roles``
+    (machine accounts on the web pages) is refused after the password check, audited as
+    a failed login, without counting towards the lock."""
     now = utcnow()
     user = session.scalar(select(User).where(User.username == username))
     if user is not None and user.locked_until is not None and user.locked_until > now:
         passwords.verify_password(None, password)  # same cost as a real check
-        _audit_login(session, actor, username, user, "account locked")
-        return LoginOutcome(error=locked_error(user))
+        _audit_login(session, actor, username, user, "account locked", channel)
+        return CredentialCheck(error=locked_error(user))
     ok = passwords.verify_password(None if user is None else user.password_hash, password)
     if user is None or not ok or not user.active:
         if user is not None and user.active:
@@ -61,10 +88,16 @@ def authenticate(
             if user.failed_logins >= settings.lockout_threshold:
                 user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
                 user.failed_logins = 0
-        _audit_login(session, actor, username, user, "invalid credentials")
+        _audit_login(session, actor, username, user, "invalid credentials", channel)
         if user is not None and user.locked_until is not None and user.locked_until > now:
-            return LoginOutcome(error=locked_error(user))
-        return LoginOutcome(error=InvalidCredentials(INVALID_LOGIN))
+            return CredentialCheck(error=locked_error(user))
+        return CredentialCheck(error=InvalidCredentials(INVALID_LOGIN))
+    if user.role in refused_roles:
+        _audit_login(session, actor, username, user, f"role refused on {channel}", channel)
+        return CredentialCheck(
+            error=NotAuthenticated(f"This account cannot log in through {channel}."),
+            role_refused=True,
+        )
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
@@ -72,12 +105,26 @@ def authenticate(
         user.password_hash = passwords.hash_password(password)
     audit.record(
         session,
-        _actor_for(user, actor),
+        actor_for(user, actor),
         action="login",
         resource_type="User",
         resource_id=user.id,
+        detail={"channel": channel},
     )
-    return LoginOutcome(tokens=_issue(session, user, settings, family_id=new_id()))
+    return CredentialCheck(user=user)
+
+
+def authenticate(
+    *, session: Session, actor: Actor, settings: Settings, username: str, password: str
+) -> LoginOutcome:
+    """Log in to the API: check the password (lockout, audit), then issue a token pair."""
+    check = check_credentials(
+        session=session, actor=actor, settings=settings, username=username, password=password
+    )
+    if check.error is not None:
+        return LoginOutcome(error=check.error)
+    assert check.user is not None
+    return LoginOutcome(tokens=_issue(session, check.user, settings, family_id=new_id()))
 
 
 def locked_error(user: User) -> AccountLocked:
@@ -185,7 +232,10 @@ def _revoke_family(session: Session, family_id: uuid.UUID) -> None:
     )
 
 
-def _actor_for(user: User, base: Actor) -> Actor:
+def actor_for(user: User, base: Actor) -> Actor:
+    """The actor of a logged-in account, carrying the request facts of ``base`` (the
+    anonymous actor the login request arrived as): the one place that builds it from
+    the account row, for the API login and the web session alike."""
     return Actor(
         user_id=user.id,
         username=user.username,
@@ -194,11 +244,12 @@ def _actor_for(user: User, base: Actor) -> Actor:
         practitioner_id=user.practitioner_id,
         request_id=base.request_id,
         client_address=base.client_address,
+        permissions=permissions_for(user.role),
     )
 
 
 def _audit_login(
-    session: Session, actor: Actor, username: str, user: User | None, why: str
+    session: Session, actor: Actor, username: str, user: User | None, why: str, channel: str
 ) -> None:
     audit.record(
         session,
@@ -207,5 +258,5 @@ def _audit_login(
         resource_type="User",
         resource_id=None if user is None else user.id,
         outcome=audit.Outcome.FAILURE,
-        detail={"username": username, "why": why},
+        detail={"username": username, "why": why, "channel": channel},
     )

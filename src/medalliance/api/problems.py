@@ -11,8 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medalliance.audit import service as audit
-from medalliance.db.uow import unit_of_work
+from medalliance.access import denials
 from medalliance.kernel.errors import (
     AccountLocked,
     Conflict,
@@ -62,30 +61,24 @@ def status_for(exc: DomainError) -> int:
     return 400
 
 
-def _audit_denial(request: Request, exc: DomainError) -> None:
-    """Every refused attempt is audited; patient-data denials already were (policy)."""
-    actor = getattr(request.state, "actor", None)
-    if actor is None:
-        return
+def audit_denial(request: Request, exc: DomainError) -> None:
+    """Every refused attempt is audited; patient-data denials already were (policy).
+    The web UI's error pages call this too."""
     route = request.scope.get("route")
-    template = getattr(route, "path", request.url.path)
-    with unit_of_work(request.app.state.session_factory) as session:
-        audit.record(
-            session,
-            actor,
-            action="denied",
-            resource_type="Route",
-            resource_id=f"{request.method} {template}",
-            outcome=audit.Outcome.DENIED,
-            reason=exc.detail,
-            detail={"path": request.url.path},
-        )
+    denials.audit_route_denial(
+        request.app.state.session_factory,
+        getattr(request.state, "actor", None),
+        method=request.method,
+        route=getattr(route, "path", request.url.path),
+        path=request.url.path,
+        reason=exc.detail,
+    )
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     if isinstance(exc, PermissionDenied) and not exc.audited:
-        await run_in_threadpool(_audit_denial, request, exc)
+        await run_in_threadpool(audit_denial, request, exc)
     extra: dict[str, Any] = dict(exc.extra)
     if exc.field is not None:
         extra["errors"] = [{"field": exc.field, "message": exc.detail}]

@@ -22,7 +22,7 @@ from medalliance.kernel.errors import DomainError, NotFound, PermissionDenied
 from medalliance.web import i18n
 from medalliance.web.csrf import CsrfFailed
 from medalliance.web.render import redirect, render
-from medalliance.web.session import LoginRequired, login_url
+from medalliance.web.session import LoginRequired, end_session, login_url
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ def install(app: FastAPI) -> None:
 
     async def on_login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
+        if exc.ended is not None:  # the request rolled back: end the row on its own
+            factory = request.app.state.session_factory
+            await run_in_threadpool(end_session, factory, request, exc.ended)
         return redirect(request, login_url(exc.next_url, exc.reason))
 
     async def on_domain_error(request: Request, exc: Exception) -> Response:
@@ -78,7 +81,7 @@ def install(app: FastAPI) -> None:
             return await delegate(DomainError)(request, exc)
         assert isinstance(exc, DomainError)
         if isinstance(exc, PermissionDenied) and not exc.audited:
-            await run_in_threadpool(problems._audit_denial, request, exc)
+            await run_in_threadpool(problems.audit_denial, request, exc)
         if isinstance(exc, CsrfFailed):
             return error_page(request, 403, detail=i18n.gettext(exc.detail))
         status = problems.status_for(exc)

@@ -18,15 +18,16 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from medalliance.access import login
 from medalliance.access.models import User
-from medalliance.access.permissions import Permission, permissions_for
+from medalliance.access.permissions import Permission
 from medalliance.api.deps import DbSession
 from medalliance.audit import service as audit
 from medalliance.config import Settings
+from medalliance.db.uow import unit_of_work
 from medalliance.kernel.actor import Actor
 from medalliance.kernel.clock import utcnow
 from medalliance.kernel.errors import NotAuthenticated, PermissionDenied
@@ -61,10 +62,22 @@ class WebUser:
 class LoginRequired(Exception):
     """Raised by ``require_web_user``; the web error handler redirects to the login page."""
 
-    def __init__(self, next_url: str, reason: str | None = None) -> None:
+    def __init__(
+        self, next_url: str, reason: str | None = None, ended: SessionEnd | None = None
+    ) -> None:
         super().__init__(reason or "login required")
         self.next_url = next_url
         self.reason = reason  # "expired" when the idle timeout ended the session
+        # The session this request found over (idle, expired, account): the handler
+        # marks its row ended after the request's rollback (see ``end_session``).
+        self.ended = ended
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    reason: str  # idle, expired, account
 
 
 def _hash(token: str) -> str:
@@ -83,38 +96,32 @@ def request_actor(request: Request) -> Actor:
 
 
 def _actor(user: User, request: Request) -> Actor:
-    return Actor(
-        user_id=user.id,
-        username=user.username,
-        role=user.role,
-        institution_id=user.institution_id,
-        practitioner_id=user.practitioner_id,
-        request_id=getattr(request.state, "request_id", None),
-        client_address=request.client.host if request.client else None,
-        permissions=permissions_for(user.role),
-    )
+    return login.actor_for(user, request_actor(request))
 
 
 def log_in(
     *, session: Session, request: Request, settings: Settings, username: str, password: str
 ) -> tuple[str, WebUser] | NotAuthenticated:
-    """Check the password with the API's login use case (lockout, audit); on success open
-    a web session and return (cookie token, user). A failure is returned, not raised, so
-    the caller commits the failure counter and the audit row."""
-    outcome = login.authenticate(
+    """Check the password with the login use case's credential check (lockout, audit, the
+    same messages as the API, but no API token); on success open a web session and
+    return (cookie token, user). A failure is returned, not raised, so the caller
+    commits the failure counter and the audit row."""
+    check = login.check_credentials(
         session=session,
         actor=request_actor(request),
         settings=settings,
         username=username,
         password=password,
+        channel="web",
+        refused_roles=MACHINE_ROLES,
     )
-    if outcome.error is not None:
-        return outcome.error
-    # authenticate() also issued an API refresh token; the web session does not use it.
-    user = session.scalar(select(User).where(User.username == username))
-    assert user is not None
-    if user.role in MACHINE_ROLES:
+    if check.role_refused:
         return NotAuthenticated("This is a machine account; it cannot use the web pages.")
+    if check.error is not None:
+        return check.error
+    # No API token is issued: the web session below is the only credential.
+    user = check.user
+    assert user is not None
     token = secrets.token_urlsafe(32)
     now = utcnow()
     row = WebSession(
@@ -159,27 +166,66 @@ def _end(row: WebSession, reason: str) -> None:
 
 
 def current_user(session: Session, request: Request, settings: Settings) -> WebUser | None:
-    """The user of a live session, or None (and the reason in request.state)."""
+    """The user of a live session, or None (and why in request.state).
+
+    A session found over is marked ended here; when the request goes on to fail (a page
+    that needs a login rolls back), ``end_session`` marks it again after the rollback.
+    An ended row is never used again, whatever its times say."""
     row = _row(session, request)
     if row is None or row.ended_at is not None:
         return None
     now = utcnow()
-    if now - row.last_seen_at > timedelta(minutes=settings.web_idle_minutes):
-        _end(row, "idle")
-        request.state.session_end = "expired"
-        return None
-    if now >= row.expires_at:
-        _end(row, "expired")
-        request.state.session_end = "expired"
-        return None
     user = session.get(User, row.user_id)
-    locked = user is not None and user.locked_until is not None and user.locked_until > now
-    if user is None or not user.active or locked:
-        _end(row, "account")
+    reason: str | None = None
+    if now - row.last_seen_at > timedelta(minutes=settings.web_idle_minutes):
+        reason = "idle"
+    elif now >= row.expires_at:
+        reason = "expired"
+    elif (
+        user is None
+        or not user.active
+        or (user.locked_until is not None and user.locked_until > now)
+    ):
+        reason = "account"
+    if reason is not None:
+        _end(row, reason)
+        _audit_end(session, request, user, row.user_id, reason)
+        request.state.session_ended = SessionEnd(row.id, row.user_id, reason)
+        if reason != "account":
+            request.state.session_end = "expired"
         return None
+    assert user is not None
     if now - row.last_seen_at >= TOUCH_EVERY:
         row.last_seen_at = now
     return WebUser(_actor(user, request), user.display_name, row.id)
+
+
+def end_session(factory: sessionmaker[Session], request: Request, ended: SessionEnd) -> None:
+    """Mark a session ended in a transaction of its own, and audit it: the request that
+    found it over is rolled back (it raised LoginRequired). Only a live row is changed,
+    so the first reason stays and an ended row is never touched again."""
+    with unit_of_work(factory) as session:
+        result = session.execute(
+            update(WebSession)
+            .where(WebSession.id == ended.session_id, WebSession.ended_at.is_(None))
+            .values(ended_at=utcnow(), end_reason=ended.reason)
+        )
+        if not getattr(result, "rowcount", 0):
+            return
+        _audit_end(session, request, session.get(User, ended.user_id), ended.user_id, ended.reason)
+
+
+def _audit_end(
+    session: Session, request: Request, user: User | None, user_id: uuid.UUID, reason: str
+) -> None:
+    audit.record(
+        session,
+        request_actor(request) if user is None else _actor(user, request),
+        action="session.end",
+        resource_type="User",
+        resource_id=user_id,
+        detail={"channel": "web", "reason": reason},
+    )
 
 
 def _settings(request: Request) -> Settings:
@@ -229,9 +275,12 @@ def require_web_user(
 ) -> WebUser:
     """The logged-in user; otherwise a redirect to the login page (kept ``next``)."""
     if user is None:
-        # The unit of work rolls back, so an idle session is not marked ended here; it
-        # stays unusable all the same (the same check refuses it next time).
-        raise LoginRequired(_next_url(request), getattr(request.state, "session_end", None))
+        # The unit of work rolls back: the error handler ends the row afterwards.
+        raise LoginRequired(
+            _next_url(request),
+            getattr(request.state, "session_end", None),
+            getattr(request.state, "session_ended", None),
+        )
     return user
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from medalliance.access.permissions import Permission
 from medalliance.audit import service as audit
-from medalliance.domains.alliance import schemas
+from medalliance.domains.alliance import lifecycle, schemas
 from medalliance.domains.alliance.models import (
     Alliance,
     Bed,
@@ -171,6 +171,7 @@ def _resolve_lead(session: Session, code: str | None) -> Institution | None:
     lead = find_institution(session, code)
     if lead is None:
         raise InvalidInput(f"No institution with code {code!r}.", field="lead_institution_code")
+    lifecycle.require_active_institution(lead, field="lead_institution_code")
     return lead
 
 
@@ -213,6 +214,10 @@ def update_institution(
         if lead is not None and lead.id == institution.id:
             raise InvalidInput("An institution cannot lead itself.", field="lead_institution_code")
         institution.lead_institution_id = None if lead is None else lead.id
+    if changes.get("active") is False and institution.active:
+        lifecycle.check_institution_can_close(session, institution)
+    if changes.get("active") is True and not institution.active:
+        lifecycle.check_institution_can_reopen(session, institution)
     for key, value in changes.items():
         setattr(institution, key, value)
     session.flush()
@@ -222,18 +227,50 @@ def update_institution(
     return institution
 
 
+def set_institution_active(
+    *, session: Session, actor: Actor, code: str, active: bool
+) -> Institution:
+    """Deactivate a member institution (it stays in the registry and in every record
+    that names it, but nothing new is assigned to it) or reactivate it. An alliance
+    administrator's change; refused while it still leads active members."""
+    institution = get_institution(session, actor, code)
+    _require(actor, Permission.ALLIANCE_MANAGE)
+    if institution.active == active:
+        state = "active" if active else "deactivated"
+        raise Conflict(
+            f"Institution {code!r} is already {state}.",
+            field="active",
+            reason=f"already-{state}",
+        )
+    if active:
+        lifecycle.check_institution_can_reopen(session, institution)
+    else:
+        lifecycle.check_institution_can_close(session, institution)
+    institution.active = active
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="reactivate" if active else "deactivate",
+        resource_type="Institution",
+        resource_id=institution.id,
+        detail={"code": institution.code},
+    )
+    return institution
+
+
 # --- departments ----------------------------------------------------------------------
 
 
-def list_departments(session: Session, actor: Actor, institution_code: str) -> list[Department]:
+def list_departments(
+    session: Session, actor: Actor, institution_code: str, *, active_only: bool = False
+) -> list[Department]:
+    """An institution's departments; ``active_only`` for lists that assign to one."""
     institution = get_institution(session, actor, institution_code)
-    return list(
-        session.scalars(
-            select(Department)
-            .where(Department.institution_id == institution.id)
-            .order_by(Department.code)
-        ).all()
-    )
+    query = select(Department).where(Department.institution_id == institution.id)
+    if active_only:
+        query = query.where(Department.active.is_(True))
+    return list(session.scalars(query.order_by(Department.code)).all())
 
 
 def get_department(session: Session, actor: Actor, department_id: uuid.UUID) -> Department:
@@ -249,6 +286,7 @@ def create_department(
 ) -> Department:
     institution = get_institution(session, actor, institution_code)
     _require_manage(actor, institution.id)
+    lifecycle.require_active_institution(institution)
     duplicate = session.scalar(
         select(Department.id).where(
             Department.institution_id == institution.id, Department.code == data.code
@@ -270,10 +308,46 @@ def update_department(
     department = get_department(session, actor, department_id)
     _require_manage(actor, department.institution_id)
     changes = data.model_dump(exclude_unset=True)
+    if changes.get("active") is False and department.active:
+        lifecycle.check_department_can_close(session, department)
+    if changes.get("active") is True and not department.active:
+        lifecycle.check_department_can_reopen(session, department)
     for key, value in changes.items():
         setattr(department, key, value)
     session.flush()
     _audit_change(session, actor, "update", "Department", department.id, changes)
+    return department
+
+
+def set_department_active(
+    *, session: Session, actor: Actor, department_id: uuid.UUID, active: bool
+) -> Department:
+    """Deactivate a department (kept with its history; no new practitioners or beds,
+    and it leaves the bed availability) or reactivate it. Refused while a bed of it is
+    occupied, and reactivation while its institution is deactivated."""
+    department = get_department(session, actor, department_id)
+    _require_manage(actor, department.institution_id)
+    if department.active == active:
+        state = "active" if active else "deactivated"
+        raise Conflict(
+            f"Department {department.code!r} is already {state}.",
+            field="active",
+            reason=f"already-{state}",
+        )
+    if active:
+        lifecycle.check_department_can_reopen(session, department)
+    else:
+        lifecycle.check_department_can_close(session, department)
+    department.active = active
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="reactivate" if active else "deactivate",
+        resource_type="Department",
+        resource_id=department.id,
+        detail={"code": department.code},
+    )
     return department
 
 
@@ -329,6 +403,7 @@ def _check_department(
     department = session.get(Department, department_id)
     if department is None or department.institution_id != institution_id:
         raise InvalidInput("The department is not part of this institution.", field="department_id")
+    lifecycle.require_active_department(department, field="department_id")
 
 
 def create_practitioner(
@@ -371,6 +446,7 @@ def create_bed(
 ) -> Bed:
     department = get_department(session, actor, department_id)
     _require_manage(actor, department.institution_id)
+    lifecycle.require_active_department(department)
     message = f"Bed {data.code!r} already exists in this department."
     if session.scalar(
         select(Bed.id).where(Bed.department_id == department_id, Bed.code == data.code)
@@ -527,6 +603,7 @@ def create_institutions(
                     field="lead_institution_code",
                     index=index,
                 )
+            _with_index(index, lifecycle.require_active_institution, lead, "lead_institution_code")
         key = (d.alliance_code, None if lead is None else lead.id)
         if key not in alliances:
             alliances[key] = _resolve_alliance(session, d.alliance_code, lead)
@@ -584,11 +661,10 @@ def create_practitioners(
             )
         if (institution.id, d.department_id) not in checked:
             _require_manage(actor, institution.id)
-            try:
-                _check_department(session, d.department_id, institution.id)
-            except InvalidInput as exc:
-                exc.extra["index"] = index
-                raise
+            _with_index(
+                index, lifecycle.require_active_institution, institution, "institution_code"
+            )
+            _with_index(index, _check_department, session, d.department_id, institution.id)
             checked.add((institution.id, d.department_id))
         if d.licence_number in taken:
             raise Conflict(
@@ -619,4 +695,13 @@ def _one_of(
         return create_many(session=session, actor=actor, data=[data])
     except DomainError as exc:
         exc.extra.pop("index", None)
+        raise
+
+
+def _with_index(index: int, check: Callable[..., None], *args: Any) -> None:
+    """A check of one item of a batch; its refusal names the item."""
+    try:
+        check(*args)
+    except DomainError as exc:
+        exc.extra["index"] = index
         raise

@@ -87,6 +87,40 @@ LABELS: dict[str, dict[str, str]] = {
 HUMAN_ROLES = [r for r in Role if r not in (Role.DEVICE_GATEWAY, Role.INTERFACE_GATEWAY)]
 
 
+# The registry's refusals about active and deactivated entries, by the ``reason`` the
+# service gives (its English sentence names codes, so it cannot be a msgid itself).
+REFUSALS: dict[str, str] = {
+    "institution-inactive": N_(
+        "Institution %(registry_code)s is deactivated: nothing new can be assigned to it."
+    ),
+    "department-inactive": N_(
+        "Department %(registry_code)s is deactivated: nothing new can be assigned to it."
+    ),
+    "already-active": N_("It is already active."),
+    "already-deactivated": N_("It is already deactivated."),
+    "leads-active-members": N_(
+        "This institution still leads active members (%(members)s); give them another "
+        "lead institution first."
+    ),
+    "lead-inactive": N_(
+        "Its lead institution %(registry_code)s is deactivated; reactivate it or choose another "
+        "lead first."
+    ),
+    "occupied-beds": N_(
+        "This department has occupied beds (%(occupied)s); discharge or transfer the "
+        "patients first."
+    ),
+}
+
+
+def refusal(exc: DomainError) -> str:
+    """A service's refusal in the user's language."""
+    msgid = REFUSALS.get(str(exc.extra.get("reason", "")))
+    if msgid is None:
+        return i18n.gettext(exc.detail)
+    return i18n.gettext(msgid, **{k: str(v) for k, v in exc.extra.items() if k != "reason"})
+
+
 def _form_dict(form: FormData, names: tuple[str, ...], prefix: str = "") -> dict[str, str]:
     return {name: text(form, prefix + name) for name in names}
 
@@ -119,7 +153,7 @@ def _run(
         errors.add_validation(exc)
         return False, 422
     except DomainError as exc:
-        errors.add_domain(exc)
+        errors.add(exc.field, refusal(exc))
         return False, status_for(exc)
     return True, 200
 
@@ -161,6 +195,7 @@ def _institutions_page(
         errors=errors if errors is not None else FormErrors(),
         values=values or {},
         may_create=user.can(Permission.ALLIANCE_MANAGE),
+        active_institutions=[i for i in page.items if i.active],
     )
 
 
@@ -224,21 +259,29 @@ def _institution_page(
         department_id=None,
         page=PageRequest(limit=500, offset=0),
     )
-    may_manage = user.can(Permission.REGISTRY_MANAGE) and (
-        user.can(Permission.ALLIANCE_MANAGE) or user.actor.institution_id == institution.id
-    )
+    may_manage = _may_manage(user, institution.id)
     return render(
         request,
         "admin/institution.html",
         status_code,
         institution=institution,
         departments=departments,
+        # Only an active department is offered for a new practitioner.
+        assignable_departments=[d for d in departments if d.active],
         department_names={d.id: d for d in departments},
         practitioners=practitioners.items,
         labels=LABELS,
         errors=errors if errors is not None else FormErrors(),
         values=values or {},
         may_manage=may_manage,
+    )
+
+
+def _may_manage(user: WebUser, institution_id: uuid.UUID) -> bool:
+    """Alliance administrators manage every member, institution administrators their own
+    (the service decides again; this only chooses what the page offers)."""
+    return user.can(Permission.REGISTRY_MANAGE) and (
+        user.can(Permission.ALLIANCE_MANAGE) or user.actor.institution_id == institution_id
     )
 
 
@@ -319,6 +362,273 @@ def create_practitioner(
     )
 
 
+# --- edit, deactivate, reactivate ---------------------------------------------------
+
+INSTITUTION_EDIT_FIELDS: tuple[str, ...] = (
+    "name_zh",
+    "name_en",
+    "tier",
+    "type",
+    "district",
+    "address",
+    "lead_institution_code",
+)
+# Only an alliance administrator may change these (the service says so too).
+STRUCTURAL_FIELDS = frozenset({"tier", "type", "lead_institution_code"})
+REQUIRED_EDIT_FIELDS = frozenset({"name_zh", "name_en", "tier", "type", "discipline"})
+STATUS_DONE = {
+    ("institution", "deactivate"): N_("Institution deactivated."),
+    ("institution", "reactivate"): N_("Institution reactivated."),
+    ("department", "deactivate"): N_("Department deactivated."),
+    ("department", "reactivate"): N_("Department reactivated."),
+}
+
+
+def _changes(
+    form: FormData, fields: tuple[str, ...], current: dict[str, Any], errors: FormErrors
+) -> dict[str, Any]:
+    """The fields the form changed: an emptied optional field is cleared (None), an
+    emptied required one is an error, an unchanged one is left out (so the audit trail
+    names only real changes, and a structural field nobody touched needs no right)."""
+    changes: dict[str, Any] = {}
+    for name in fields:
+        if name not in form:
+            continue
+        value = text(form, name)
+        if not value and name in REQUIRED_EDIT_FIELDS:
+            errors.add(name, N_("This field is required."))
+            continue
+        new: str | None = value or None
+        if new != current.get(name):
+            changes[name] = new
+    return changes
+
+
+def _institution_current(session: Session, institution: Any) -> dict[str, Any]:
+    lead = (
+        None
+        if institution.lead_institution_id is None
+        else alliance_service.institution_by_id(session, institution.lead_institution_id)
+    )
+    return {
+        "name_zh": institution.name_zh,
+        "name_en": institution.name_en,
+        "tier": str(institution.tier),
+        "type": str(institution.type),
+        "district": institution.district,
+        "address": institution.address,
+        "lead_institution_code": None if lead is None else lead.code,
+    }
+
+
+def _institution_edit_page(
+    request: Request,
+    session: Session,
+    user: WebUser,
+    code: str,
+    *,
+    errors: FormErrors | None = None,
+    values: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    institution = alliance_service.get_institution(session, user.actor, code)
+    if not _may_manage(user, institution.id):
+        raise PermissionDenied("You can only manage your own institution.")
+    current = _institution_current(session, institution)
+    return render(
+        request,
+        "admin/institution_edit.html",
+        status_code,
+        institution=institution,
+        labels=LABELS,
+        errors=errors if errors is not None else FormErrors(),
+        values={**current, **(values or {})},
+        may_restructure=user.can(Permission.ALLIANCE_MANAGE),
+        active_institutions=[
+            i for i in _active_institutions(session, user) if i.id != institution.id
+        ],
+    )
+
+
+@router.get("/institutions/{code}/edit")
+def edit_institution_page(
+    request: Request, code: str, session: DbSession, user: RegistryManager
+) -> Response:
+    return _institution_edit_page(request, session, user, code)
+
+
+@router.post("/institutions/{code}/edit")
+def edit_institution(
+    request: Request, code: str, session: DbSession, user: RegistryManager, form: PostedForm
+) -> Response:
+    institution = alliance_service.get_institution(session, user.actor, code)
+    fields = INSTITUTION_EDIT_FIELDS
+    if not user.can(Permission.ALLIANCE_MANAGE):
+        fields = tuple(f for f in fields if f not in STRUCTURAL_FIELDS)
+    errors = FormErrors()
+    changes = _changes(form, fields, _institution_current(session, institution), errors)
+    ok, status = (False, 422) if errors else (True, 200)
+    if ok and changes:
+        ok, status = _run(
+            session,
+            errors,
+            schemas.InstitutionUpdate,
+            changes,
+            lambda data: alliance_service.update_institution(
+                session=session, actor=user.actor, code=code, data=data
+            ),
+        )
+    if not ok:
+        shown = {name: text(form, name) for name in fields if name in form}
+        return _institution_edit_page(
+            request, session, user, code, errors=errors, values=shown, status_code=status
+        )
+    message = N_("Institution saved.") if changes else N_("Nothing was changed.")
+    return _done(request, f"/admin/institutions/{code}", message)
+
+
+def _status_action(form: FormData) -> bool | None:
+    """deactivate → False, reactivate → True, anything else → None."""
+    return {"deactivate": False, "reactivate": True}.get(text(form, "action"))
+
+
+@router.post("/institutions/{code}/status")
+def institution_status(
+    request: Request, code: str, session: DbSession, user: AllianceAdmin, form: PostedForm
+) -> Response:
+    """Deactivate or reactivate a member institution (alliance administrators)."""
+    active = _status_action(form)
+    errors = FormErrors()
+    if active is None:
+        errors.add("active", N_("Choose one of the options."))
+        return _institution_edit_page(request, session, user, code, errors=errors, status_code=422)
+    try:
+        attempt(
+            session,
+            lambda: alliance_service.set_institution_active(
+                session=session, actor=user.actor, code=code, active=active
+            ),
+        )
+    except PermissionDenied:
+        raise
+    except DomainError as exc:
+        errors.add("active", refusal(exc))
+        return _institution_edit_page(
+            request, session, user, code, errors=errors, status_code=status_for(exc)
+        )
+    action = "reactivate" if active else "deactivate"
+    return _done(request, f"/admin/institutions/{code}", STATUS_DONE[("institution", action)])
+
+
+DEPARTMENT_EDIT_FIELDS = ("name_zh", "name_en", "discipline")
+
+
+def _department_edit_page(
+    request: Request,
+    session: Session,
+    user: WebUser,
+    department_id: uuid.UUID,
+    *,
+    errors: FormErrors | None = None,
+    values: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    department = alliance_service.get_department(session, user.actor, department_id)
+    if not _may_manage(user, department.institution_id):
+        raise PermissionDenied("You can only manage your own institution.")
+    institution = alliance_service.institution_by_id(session, department.institution_id)
+    current = {name: str(getattr(department, name)) for name in DEPARTMENT_EDIT_FIELDS}
+    return render(
+        request,
+        "admin/department_edit.html",
+        status_code,
+        department=department,
+        institution=institution,
+        labels=LABELS,
+        errors=errors if errors is not None else FormErrors(),
+        values={**current, **(values or {})},
+    )
+
+
+@router.get("/departments/{department_id}/edit")
+def edit_department_page(
+    request: Request, department_id: uuid.UUID, session: DbSession, user: RegistryManager
+) -> Response:
+    return _department_edit_page(request, session, user, department_id)
+
+
+@router.post("/departments/{department_id}/edit")
+def edit_department(
+    request: Request,
+    department_id: uuid.UUID,
+    session: DbSession,
+    user: RegistryManager,
+    form: PostedForm,
+) -> Response:
+    department = alliance_service.get_department(session, user.actor, department_id)
+    current = {name: str(getattr(department, name)) for name in DEPARTMENT_EDIT_FIELDS}
+    errors = FormErrors()
+    changes = _changes(form, DEPARTMENT_EDIT_FIELDS, current, errors)
+    ok, status = (False, 422) if errors else (True, 200)
+    if ok and changes:
+        ok, status = _run(
+            session,
+            errors,
+            schemas.DepartmentUpdate,
+            changes,
+            lambda data: alliance_service.update_department(
+                session=session, actor=user.actor, department_id=department_id, data=data
+            ),
+        )
+    if not ok:
+        shown = {name: text(form, name) for name in DEPARTMENT_EDIT_FIELDS if name in form}
+        return _department_edit_page(
+            request, session, user, department_id, errors=errors, values=shown, status_code=status
+        )
+    code = _institution_code(session, department.institution_id)
+    message = N_("Department saved.") if changes else N_("Nothing was changed.")
+    return _done(request, f"/admin/institutions/{code}", message)
+
+
+@router.post("/departments/{department_id}/status")
+def department_status(
+    request: Request,
+    department_id: uuid.UUID,
+    session: DbSession,
+    user: RegistryManager,
+    form: PostedForm,
+) -> Response:
+    """Deactivate or reactivate a department (its institution's administrators too)."""
+    active = _status_action(form)
+    errors = FormErrors()
+    if active is None:
+        errors.add("active", N_("Choose one of the options."))
+        return _department_edit_page(
+            request, session, user, department_id, errors=errors, status_code=422
+        )
+    try:
+        department = attempt(
+            session,
+            lambda: alliance_service.set_department_active(
+                session=session, actor=user.actor, department_id=department_id, active=active
+            ),
+        )
+    except PermissionDenied:
+        raise
+    except DomainError as exc:
+        errors.add("active", refusal(exc))
+        return _department_edit_page(
+            request, session, user, department_id, errors=errors, status_code=status_for(exc)
+        )
+    code = _institution_code(session, department.institution_id)
+    action = "reactivate" if active else "deactivate"
+    return _done(request, f"/admin/institutions/{code}", STATUS_DONE[("department", action)])
+
+
+def _institution_code(session: Session, institution_id: uuid.UUID) -> str:
+    return alliance_service.institution_codes(session, [institution_id]).get(institution_id, "")
+
+
 # --- beds -------------------------------------------------------------------------
 
 
@@ -349,7 +659,8 @@ def _beds_page(
         statuses=list(BedStatus),
         errors=errors if errors is not None else FormErrors(),
         may_update=user.can(Permission.BEDS_UPDATE) and own,
-        may_create=user.can(Permission.REGISTRY_MANAGE) and own,
+        may_create=user.can(Permission.REGISTRY_MANAGE) and own and department.active,
+        may_edit=user.can(Permission.REGISTRY_MANAGE) and own,
     )
 
 
@@ -452,7 +763,17 @@ def _accounts_page(
         values=values or {},
         is_alliance_admin=user.role is Role.ALLIANCE_ADMIN,
         me=user.actor.user_id,
+        active_institutions=_active_institutions(session, user)
+        if user.role is Role.ALLIANCE_ADMIN
+        else [],
     )
+
+
+def _active_institutions(session: Session, user: WebUser) -> list[Any]:
+    """The institutions a form may offer for something new: the active ones."""
+    return alliance_service.list_institutions(
+        session, user.actor, page=PageRequest(limit=500, offset=0)
+    ).items
 
 
 @router.get("/accounts")

@@ -1,7 +1,8 @@
 """The central monitoring desk: the monitored patients of the user's institution, most
 urgent first, with their open alerts and their readings as charts (ECharts, served from
-the package); acknowledge and resolve alerts with a note. The panel refreshes itself
-(HTMX polling) unless the user is typing in it. The same use cases as
+the package); acknowledge, escalate and resolve alerts with a note. The panel refreshes itself
+(HTMX polling) unless the user is typing in it. Escalating an alert (open or
+acknowledged) notifies the institution's on-call clinicians. The same use cases as
 GET /api/monitoring/desk and POST /api/monitoring/alerts/{id}/{action}."""
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ def _panel_context(
     }
 
 
+DONE = {
+    "acknowledge": N_("Alert acknowledged."),
+    "escalate": N_("Alert escalated; the on-call clinicians are notified."),
+    "resolve": N_("Alert resolved."),
+}
 Mine = Annotated[bool, Query()]
 Offset = Annotated[int, Query(ge=0, le=100_000)]
 Days = Annotated[int, Query(ge=1, le=90)]
@@ -139,12 +145,13 @@ def desk_page(
 def alert_action(
     request: Request,
     alert_id: uuid.UUID,
-    action: Literal["acknowledge", "resolve"],
+    action: Literal["acknowledge", "escalate", "resolve"],
     session: DbSession,
     user: Writer,
     form: PostedForm,
 ) -> Response:
-    """open → acknowledged → resolved, with an optional note (kept on the alert)."""
+    """open → acknowledged → resolved, or escalated (from open or acknowledged; the
+    on-call clinicians are notified), with an optional note (kept on the alert)."""
     note = text(form, "note") or None
     back = text(form, "back")
     back = back if back.startswith("/desk") else "/desk"
@@ -167,11 +174,13 @@ def alert_action(
             errors.add(f"note-{alert_id}", exc.detail)
     if errors:
         context = _panel_context(session, user, False, 0, 7)
-        return render(request, "desk/desk.html", status, errors=errors, **context)
+        shown = {a.id for p in context["patients"] for a in p.alerts}
+        # An alert no longer on the desk (resolved meanwhile) has no row to show its
+        # error beside: the page says it at the top instead.
+        unshown = None if alert_id in shown else next(iter(errors.values()))
+        return render(
+            request, "desk/desk.html", status, errors=errors, action_error=unshown, **context
+        )
     response = redirect(request, back)
-    flash(
-        response,
-        N_("Alert acknowledged.") if action == "acknowledge" else N_("Alert resolved."),
-        kind="success",
-    )
+    flash(response, DONE[action], kind="success")
     return response
