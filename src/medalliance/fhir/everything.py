@@ -17,17 +17,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, func, literal, select, union_all
+from sqlalchemy import Select, Uuid, cast, func, literal, select, union_all
 
 from medalliance.access import policy
 from medalliance.domains.patients import service as patients_service
 from medalliance.fhir import search
 from medalliance.fhir.context import FhirContext
+from medalliance.fhir.mappers.common import text_ids
 from medalliance.fhir.models import FhirCoding, FhirIdentifier
 from medalliance.fhir.outcome import ignored_parameters, invalid, issue, search_outcome
 from medalliance.fhir.registry import Lookups, Mapper
 
 PARAMS = ("_count", "_offset", "_since", "_type")
+_MATCH = {"mode": "match"}  # shared by every entry (nothing changes answers after rendering)
 
 
 @dataclass(slots=True)
@@ -111,13 +113,20 @@ def everything(
     fetched, total = _fetch(ctx, parts, req, with_patient)
 
     look = Lookups(persons=dict.fromkeys(records, person.id))
-    _side_tables(ctx, fetched, look)
+    as_text = text_ids(ctx.session)  # the rows' uuids are text on PostgreSQL
+    if as_text:
+        look.persons.update(dict.fromkeys(map(str, records), person.id))
+    _side_tables(ctx, fetched, look, as_text)
     entries: list[dict[str, Any]] = []
     if with_patient and req.offset == 0:
         entries.append(_entry(ctx, patients.to_fhir(ctx, [person])[0]))
     for (mapper, _), rows in fetched:
         mapper.annotate(ctx, rows, look)
-        entries += [_entry(ctx, res) for res in mapper.render(rows, look)]
+        prefix = ctx.url(mapper.resource_type, "")
+        entries += [
+            {"fullUrl": prefix + res["id"], "resource": res, "search": _MATCH}
+            for res in mapper.render(rows, look)
+        ]
     hidden = sorted(str(i) for i in facts.institution_ids - allowed)
     if hidden or req.ignored:
         entries.append(_outcome(hidden, req.ignored))
@@ -163,9 +172,12 @@ def _fetch(
     return fetched, total
 
 
-def _side_tables(ctx: FhirContext, fetched: list[tuple[Part, list[Any]]], look: Lookups) -> None:
+def _side_tables(
+    ctx: FhirContext, fetched: list[tuple[Part, list[Any]]], look: Lookups, as_text: bool
+) -> None:
     """The identifiers and codings kept beside the rows: one query each for all types,
-    naming the rows by the types' own queries (no long id lists to send)."""
+    naming the rows by the types' own queries (no long id lists to send); keyed as the
+    rows name themselves (text ids on PostgreSQL)."""
     kept = [
         (mapper.resource_type, query)
         for (mapper, query), rows in fetched
@@ -173,14 +185,20 @@ def _side_tables(ctx: FhirContext, fetched: list[tuple[Part, list[Any]]], look: 
     ]
     if not kept:
         return
-    ids = union_all(*(select(query.subquery().c.id) for _, query in kept))
+    ids = union_all(
+        *(
+            select(cast(query.subquery().c.id, Uuid) if as_text else query.subquery().c.id)
+            for _, query in kept
+        )
+    )
+    key: Any = str if as_text else _same
     types = [rtype for rtype, _ in kept]
     for rid, system, value in ctx.session.execute(
         select(FhirIdentifier.resource_id, FhirIdentifier.system, FhirIdentifier.value)
         .where(FhirIdentifier.resource_type.in_(types), FhirIdentifier.resource_id.in_(ids))
         .order_by(FhirIdentifier.created_at, FhirIdentifier.id)
     ):
-        look.identifiers.setdefault(rid, []).append({"system": system, "value": value})
+        look.identifiers.setdefault(key(rid), []).append({"system": system, "value": value})
     for rid, element, coding_system, code, display in ctx.session.execute(
         select(
             FhirCoding.resource_id,
@@ -193,9 +211,13 @@ def _side_tables(ctx: FhirContext, fetched: list[tuple[Part, list[Any]]], look: 
         .order_by(FhirCoding.id)
     ):
         found = {"system": coding_system, "code": code, "display": display}
-        look.codings.setdefault((rid, element), []).append(
+        look.codings.setdefault((key(rid), element), []).append(
             {k: v for k, v in found.items() if v is not None}
         )
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _entry(ctx: FhirContext, resource: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -53,6 +54,46 @@ class Written:
     created: bool = True
 
 
+class Instants(dict[Any, Any]):
+    """A datetime → its FHIR instant text, worked out once per distinct value: the rows
+    written in one transaction share their stamps, so thousands of entries share a few
+    strings. Aware values of any zone are answered in UTC; naive ones are UTC."""
+
+    def __missing__(self, value: Any) -> str | None:
+        text = self[value] = instant_text(value)
+        return text
+
+
+def instant_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC).isoformat()
+    return value.astimezone(UTC).isoformat()
+
+
+class Days(dict[Any, Any]):
+    """A date → its FHIR date text, once per distinct value."""
+
+    def __missing__(self, value: date | None) -> str | None:
+        text = self[value] = None if value is None else value.isoformat()
+        return text
+
+
+class References(dict[Any, dict[str, str]]):
+    """An id → the Reference ``{"reference": "<Type>/<id>"}``, one object per id (the
+    entries that name the same encounter share it; nothing changes answers after
+    rendering)."""
+
+    def __init__(self, resource_type: str) -> None:
+        super().__init__()
+        self.prefix = f"{resource_type}/"
+
+    def __missing__(self, rid: Any) -> dict[str, str]:
+        ref = self[rid] = {"reference": f"{self.prefix}{rid}"}
+        return ref
+
+
 @dataclass(slots=True)
 class Lookups:
     """What rendering rows needs besides the rows: fetched once per page (or, for
@@ -65,7 +106,17 @@ class Lookups:
     versions: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
     # a grouping row → the ids of the rows it groups, in order (a lab panel's results)
     members: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
+    # the texts of the stamps and dates rendered, and the references made, per answer
+    instants: Instants = field(default_factory=Instants)
+    days: Days = field(default_factory=Days)
     _subjects: dict[uuid.UUID, dict[str, str]] = field(default_factory=dict)
+    _references: dict[str, References] = field(default_factory=dict)
+
+    def references(self, resource_type: str) -> References:
+        refs = self._references.get(resource_type)
+        if refs is None:
+            refs = self._references[resource_type] = References(resource_type)
+        return refs
 
     def subject(self, record_id: uuid.UUID) -> dict[str, str]:
         """The Patient reference of a source record's person (one object per person:

@@ -177,7 +177,10 @@ class LabPanelMapper(PatientDataMapper):
         return look
 
     def annotate(self, ctx: FhirContext, rows: Sequence[Any], look: Lookups) -> None:
-        look.members.update(panels_service.members_of(ctx.session, [r.id for r in rows]))
+        # keyed as the rows name themselves (text ids in $everything on PostgreSQL)
+        as_text = bool(rows) and isinstance(rows[0].id, str)
+        found = panels_service.members_of(ctx.session, [uuid.UUID(str(r.id)) for r in rows])
+        look.members.update({str(k) if as_text else k: v for k, v in found.items()})
 
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         out = []
@@ -194,7 +197,10 @@ class LabPanelMapper(PatientDataMapper):
                     {
                         "resourceType": RTYPE,
                         "id": str(r.id),
-                        "meta": {"versionId": FIRST_VERSION, "lastUpdated": instant(r.created_at)},
+                        "meta": {
+                            "versionId": FIRST_VERSION,
+                            "lastUpdated": look.instants[r.created_at],
+                        },
                         "identifier": look.identifiers.get(r.id),
                         "status": "amended" if str(r.status) == "corrected" else str(r.status),
                         "category": [{"coding": [c]} for c in categories],
@@ -209,8 +215,8 @@ class LabPanelMapper(PatientDataMapper):
                         "encounter": {"reference": f"Encounter/{r.encounter_id}"}
                         if r.encounter_id
                         else None,
-                        "effectiveDateTime": instant(r.effective_at),
-                        "issued": instant(r.issued_at),
+                        "effectiveDateTime": look.instants[r.effective_at],
+                        "issued": look.instants[r.issued_at],
                         "performer": performers,
                         "result": [
                             {"reference": f"Observation/{rid}"}
