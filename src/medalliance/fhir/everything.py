@@ -6,7 +6,10 @@ read with one query of plain rows (no ORM objects) restricted to the members the
 may see; the identifiers and codings kept beside the rows are read with one query each
 for the whole compartment; the mappers render the FHIR JSON from the rows directly.
 Parameters: ``_count`` (paging, with ``self``/``next``/``previous`` links carrying
-``_offset``), ``_since`` (updated since) and ``_type`` (the types wanted)."""
+``_offset``), ``_since`` (updated since), ``_type`` (the types wanted) and ``start`` /
+``end`` (the care date range: a resource whose clinical date, ``clinical_date_column``,
+lies outside it is left out; one without a clinical date is kept, as the operation's
+definition says)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, Uuid, cast, func, literal, select, union_all
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Select,
+    Uuid,
+    and_,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from medalliance.access import policy
 from medalliance.domains.patients import service as patients_service
@@ -28,7 +43,7 @@ from medalliance.fhir.models import FhirCoding, FhirIdentifier
 from medalliance.fhir.outcome import ignored_parameters, invalid, issue, search_outcome
 from medalliance.fhir.registry import Lookups, Mapper
 
-PARAMS = ("_count", "_offset", "_since", "_type")
+PARAMS = ("_count", "_offset", "_since", "_type", "start", "end")
 _MATCH = {"mode": "match"}  # shared by every entry (nothing changes answers after rendering)
 
 
@@ -38,6 +53,8 @@ class Request:
     offset: int = 0
     since: datetime | None = None
     types: frozenset[str] | None = None
+    start: datetime | None = None  # care dates from (inclusive)
+    end: datetime | None = None  # care dates before (the end value's whole interval kept)
     ignored: tuple[str, ...] = ()  # unknown parameters, ignored on Prefer: handling=lenient
 
 
@@ -51,6 +68,10 @@ def parse(ctx: FhirContext, items: Sequence[tuple[str, str]], *, lenient: bool =
             req.offset = search.parse_int(key, raw, 0, 10**9)
         elif key == "_since":
             req.since = search.instant_param(key, raw)
+        elif key == "start":
+            req.start = search.date_range(raw, key)[0]
+        elif key == "end":
+            req.end = search.date_range(raw, key)[1]
         elif key == "_type":
             names = frozenset(t for t in raw.split(",") if t)
             unknown = sorted(n for n in names if n not in ctx.registry)
@@ -63,8 +84,22 @@ def parse(ctx: FhirContext, items: Sequence[tuple[str, str]], *, lenient: bool =
             ignored.append(key)
         else:
             raise invalid(key, f"unknown parameter {key!r} for Patient/$everything", 400)
+    if req.start is not None and req.end is not None and req.start >= req.end:
+        raise invalid("end", "end is before start", 400)
     req.ignored = tuple(ignored)
     return req
+
+
+def _care_dates(column: Any, req: Request) -> Any:
+    """Inside [start, end), or without a clinical date. A date column (a medication's
+    start) is compared by the dates of the bounds."""
+    conditions = []
+    date_only = isinstance(column.type, Date) and not isinstance(column.type, DateTime)
+    if req.start is not None:
+        conditions.append(column >= (req.start.date() if date_only else req.start))
+    if req.end is not None:
+        conditions.append(column < (req.end.date() if date_only else req.end))
+    return or_(column.is_(None), and_(*conditions))
 
 
 def everything(
@@ -108,6 +143,9 @@ def everything(
                 continue
             if req.since is not None:
                 query = query.where(part.last_updated_column() >= req.since)
+            dated = part.clinical_date_column()
+            if dated is not None and (req.start is not None or req.end is not None):
+                query = query.where(_care_dates(dated, req))
             parts.append((part, query.order_by(part.sorts["_id"])))
     with_patient = req.types is None or "Patient" in req.types
     fetched, total = _fetch(ctx, parts, req, with_patient)

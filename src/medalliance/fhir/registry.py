@@ -186,6 +186,11 @@ class Mapper:
     def last_updated_column(self) -> Any:
         return self.model.updated_at
 
+    def clinical_date_column(self) -> Any:
+        """The column holding the resource's clinical date (when the care happened),
+        for $everything's ``start``/``end``; None: the type has none (always included)."""
+        return None
+
     def exists(self, session: Session, rid: uuid.UUID) -> bool:
         return session.get(self.model, rid) is not None
 

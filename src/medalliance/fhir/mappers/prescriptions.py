@@ -69,6 +69,9 @@ class MedicationRequestMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"authoredon": Prescription.created_at}
 
+    def clinical_date_column(self) -> Any:
+        return Prescription.created_at  # MedicationRequest.authoredOn
+
     side_tables = False
 
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:

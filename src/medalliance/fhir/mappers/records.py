@@ -154,6 +154,9 @@ class EncounterMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": Encounter.start, "status": Encounter.status}
 
+    def clinical_date_column(self) -> Any:
+        return Encounter.start
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         # Built element by element in the answer's order (no prune() of a full dict):
         # $everything renders thousands of these.
@@ -410,6 +413,9 @@ class ConditionMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"recorded-date": Diagnosis.recorded_at}
 
+    def clinical_date_column(self) -> Any:
+        return Diagnosis.recorded_at  # Condition.recordedDate
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         side, extra, at = look.identifiers, look.codings, look.instants
         subject, encounter = look.subject, look.references("Encounter")
@@ -597,6 +603,9 @@ class AllergyIntoleranceMapper(PatientDataMapper):
             "date": date_param(Allergy.recorded_at),
         }
 
+    def clinical_date_column(self) -> Any:
+        return Allergy.recorded_at  # AllergyIntolerance.recordedDate
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         side, extra, at = look.identifiers, look.codings, look.instants
         out = []
@@ -736,6 +745,9 @@ class MedicationStatementMapper(PatientDataMapper):
             "effective": date_param(MedicationStatement.start_date, date_only=True),
         }
 
+    def clinical_date_column(self) -> Any:
+        return MedicationStatement.start_date  # effectivePeriod.start (a date)
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         side, extra, at = look.identifiers, look.codings, look.instants
         return [
@@ -830,6 +842,9 @@ class ProcedureMapper(PatientDataMapper):
 
     def sort_columns(self) -> dict[str, Any]:
         return {"date": Procedure.performed_at}
+
+    def clinical_date_column(self) -> Any:
+        return Procedure.performed_at
 
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         side, extra, at = look.identifiers, look.codings, look.instants

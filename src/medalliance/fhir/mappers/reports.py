@@ -165,6 +165,9 @@ class LabPanelMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": ResultPanel.effective_at, "status": ResultPanel.status}
 
+    def clinical_date_column(self) -> Any:
+        return ResultPanel.effective_at
+
     # A panel is never changed once written (record_panels only inserts): one version.
     immutable = True
 

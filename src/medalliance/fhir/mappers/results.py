@@ -133,6 +133,9 @@ class _ResultMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": Result.effective_at, "status": Result.status}
 
+    def clinical_date_column(self) -> Any:
+        return Result.effective_at
+
     def _code(self, r: Result, kept: list[dict[str, Any]] | None) -> dict[str, Any]:
         return prune(
             {
