@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import namedtuple
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
@@ -47,6 +47,9 @@ class Include:
 
     target: str
     column: str  # attribute of the row holding the target id (None values skipped)
+    # where the targets are not one column of the row (a panel's member results): the
+    # target rows the actor may see, by the target type's access policy
+    load: Callable[[FhirContext, list[Any]], list[Any]] | None = None
 
 
 @dataclass(slots=True)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Select, false, func, literal, not_, or_, select, union_all
 
+from medalliance.access import policy
+from medalliance.domains.patients import service as patients_service
 from medalliance.domains.results import panels as panels_service
 from medalliance.domains.results.models import ResultPanel, ResultStatus
 from medalliance.fhir import bulk, store, systems
@@ -333,6 +335,54 @@ class LabPanelMapper(PatientDataMapper):
         return [Written(RTYPE, i) for i in ids]
 
 
+def _member_results(ctx: FhirContext, rows: list[Any]) -> list[Any]:
+    """``_include=DiagnosticReport:result``: the lab panels' member results (Observations),
+    in each report's order, that the access policy lets the actor read: decided per
+    member institution as a read of each would be (withheld ones are left out, not
+    refused), and audited as one search of Observations."""
+    from medalliance.domains.results.models import Result, ResultKind
+
+    panels = [r.id for r in rows if isinstance(r, ResultPanel)]
+    members = panels_service.members_of(ctx.session, panels)
+    ordered = list(dict.fromkeys(rid for p in panels for rid in members.get(p, [])))
+    if not ordered:
+        return []
+    found = {
+        r.id: r
+        for r in ctx.session.scalars(
+            select(Result).where(Result.id.in_(ordered), Result.kind == ResultKind.LAB)
+        )
+    }
+    facts: dict[uuid.UUID, Any] = {}
+    decided: dict[tuple[uuid.UUID, uuid.UUID], bool] = {}
+    kept = []
+    for rid in ordered:
+        row = found.get(rid)
+        if row is None:
+            continue
+        key = (row.patient_record_id, row.institution_id)
+        if key not in decided:
+            if row.patient_record_id not in facts:
+                facts[row.patient_record_id] = patients_service.facts_of_record(
+                    ctx.session, row.patient_record_id
+                )
+            decided[key] = policy.decide(
+                ctx.session,
+                ctx.actor,
+                facts[row.patient_record_id],
+                policy.AccessAction.READ,
+                owner_institution_id=row.institution_id,
+            ).allowed
+        if decided[key]:
+            kept.append(row)
+    observations = ctx.registry["Observation"]
+    included = SearchRequest(
+        criteria=[Criterion("_id", None, tuple(str(r.id) for r in kept))], count=len(kept)
+    )
+    observations.audit_search(ctx, included, len(kept))
+    return kept
+
+
 class DiagnosticReportMapper(Mapper):
     """DiagnosticReport: lab panels (read, search, create) and imaging reports (read,
     search) behind one resource type."""
@@ -343,8 +393,11 @@ class DiagnosticReportMapper(Mapper):
     immutable = True
     interactions = (READ, VREAD, SEARCH, CREATE, HISTORY)
     patient_param: ClassVar[str | None] = "patient"
-    includes: ClassVar[dict[str, Include]] = ImagingReportMapper.includes
-    revincludes = ImagingReportMapper.revincludes
+    includes: ClassVar[dict[str, Include]] = {
+        **ImagingReportMapper.includes,
+        "DiagnosticReport:result": Include("Observation", "id", load=_member_results),
+    }
+    revincludes = (*ImagingReportMapper.revincludes, "DiagnosticReport:result")
 
     def __init__(self) -> None:
         self.panels = LabPanelMapper()
