@@ -308,8 +308,7 @@ def test_start_and_end_keep_the_care_dates_in_range_and_the_undated(
     assert early.count("Encounter") == 1 and early.count("Observation") == 1
     assert "Procedure" not in early and "AllergyIntolerance" not in early
     ids = {
-        e["resource"]["id"]
-        for e in fhir.get(f"{url}?end=2019", headers=member.h).json()["entry"]
+        e["resource"]["id"] for e in fhir.get(f"{url}?end=2019", headers=member.h).json()["entry"]
     }
     assert old["id"] in ids
     # from 2026-10-11 on: the second encounter, the conditions and allergy of today

@@ -62,7 +62,12 @@ def mixed_record(fhir: TestClient, h: dict[str, str], session: Session, actor: A
             reasonCode=[],
             type=[{"coding": [{"system": "urn:test:type", "code": "FU", "display": "follow-up"}]}],
             identifier=[{"system": "urn:test:visit", "value": "V-2"}],
-            **{"class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH"}},
+            **{
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "HH",
+                }
+            },
         ),
     )
     _post(fhir, h, condition_resource(pref, f"Encounter/{e1}"))

@@ -66,7 +66,7 @@ def row_shape(keys: tuple[str, ...]) -> type[tuple[Any, ...]]:
     """The named tuple class of rows with these column names (one per query shape)."""
     shape = _SHAPES.get(keys)
     if shape is None:
-        shape = _SHAPES[keys] = namedtuple("Row", keys)  # type: ignore[misc]
+        shape = _SHAPES[keys] = namedtuple("Row", keys)
     return shape
 
 
@@ -123,13 +123,14 @@ class Lookups:
     """What rendering rows needs besides the rows: fetched once per page (or, for
     $everything, once for the whole compartment)."""
 
-    persons: dict[uuid.UUID, uuid.UUID]  # source record → person
+    # source record → person (keyed by uuid, and by text where rows carry text ids)
+    persons: dict[Any, uuid.UUID]
     identifiers: dict[uuid.UUID, list[dict[str, Any]]] = field(default_factory=dict)
     codings: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = field(default_factory=dict)
     # versioned types: row id → (logical id, version number)
     versions: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
     # a grouping row → the ids of the rows it groups, in order (a lab panel's results)
-    members: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
+    members: dict[Any, list[uuid.UUID]] = field(default_factory=dict)
     # the texts of the stamps and dates rendered, and the references made, per answer
     instants: Instants = field(default_factory=Instants)
     days: Days = field(default_factory=Days)

@@ -74,7 +74,7 @@ def plain_columns(table: Any, as_text: bool = False) -> list[Any]:
     gives them (no per-value conversion; ``Instants`` and ``str()`` finish them), and
     with ``as_text`` the uuids as text (``text_ids``), so a row costs the driver's
     decoding only. Same column names as the model."""
-    out = []
+    out: list[Any] = []
     for column in table.c:
         if isinstance(column.type, UTCDateTime):
             out.append(type_coerce(column, DateTime(timezone=True)).label(column.key))

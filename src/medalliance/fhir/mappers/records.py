@@ -30,9 +30,7 @@ from medalliance.fhir.mappers.common import (
     domain_validation,
     identifier_pairs,
     identifier_param,
-    instant,
     keep_identifiers,
-    meta,
     persons_of_records,
     prune,
     status_of,
@@ -60,7 +58,9 @@ CLASS_TO_FHIR = {
     "telemedicine": ("VR", "virtual"),
 }
 FHIR_TO_CLASS = {v[0]: k for k, v in CLASS_TO_FHIR.items()}
-_CLASS = {k: coding(systems.ACT_CODE, code, display) for k, (code, display) in CLASS_TO_FHIR.items()}
+_CLASS = {
+    k: coding(systems.ACT_CODE, code, display) for k, (code, display) in CLASS_TO_FHIR.items()
+}
 # Other v3 ActCode classes, stored as the nearest domain class; the original coding is
 # kept and answered back, so nothing is lost on the FHIR side.
 FHIR_TO_CLASS_NEAREST = {
@@ -419,7 +419,7 @@ class ConditionMapper(PatientDataMapper):
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         side, extra, at = look.identifiers, look.codings, look.instants
         subject, encounter = look.subject, look.references("Encounter")
-        concepts: dict[tuple[Any, ...], dict[str, Any]] = {}  # one per distinct diagnosis
+        concepts: dict[tuple[Any, ...], dict[str, Any] | None] = {}  # one per diagnosis
         out = []
         for d in rows:
             rid = d.id
@@ -437,8 +437,9 @@ class ConditionMapper(PatientDataMapper):
                     d.tcm_pattern_code,
                     d.tcm_pattern_text,
                 )
-                code = concepts.get(key)  # type: ignore[assignment]
-                if code is None:
+                if key in concepts:
+                    code = concepts[key]
+                else:
                     code = concepts[key] = _condition_code(d, None)
             status = str(d.status)
             res: dict[str, Any] = {

@@ -26,7 +26,6 @@ from medalliance.fhir.mappers.common import (
     codings_in,
     domain_validation,
     identifier_pairs,
-    instant,
     prune,
     status_of,
 )

@@ -25,7 +25,6 @@ from medalliance.fhir.mappers.common import (
     domain_validation,
     identifier_pairs,
     identifier_param,
-    instant,
     prune,
     status_of,
 )
