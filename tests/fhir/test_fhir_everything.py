@@ -165,15 +165,15 @@ def test_unknown_parameter_is_strict_by_default_and_lenient_on_request(
     fhir: TestClient, member: Any
 ) -> None:
     patient = _create(fhir, member.h, patient_resource())
-    url = f"/fhir/Patient/{patient['id']}/$everything?start=2020-01-01"
+    url = f"/fhir/Patient/{patient['id']}/$everything?careplan=2020-01-01"
     strict = fhir.get(url, headers=member.h)
     assert strict.status_code == 400
-    assert strict.json()["issue"][0]["expression"] == ["start"]
+    assert strict.json()["issue"][0]["expression"] == ["careplan"]
     lenient = fhir.get(url, headers={**member.h, "Prefer": "handling=lenient"})
     assert lenient.status_code == 200
     outcome = [e for e in lenient.json()["entry"] if e["search"]["mode"] == "outcome"]
     assert outcome[0]["resource"]["issue"][0]["severity"] == "warning"
-    assert outcome[0]["resource"]["issue"][0]["expression"] == ["start"]
+    assert outcome[0]["resource"]["issue"][0]["expression"] == ["careplan"]
 
 
 def test_other_members_entries_follow_the_access_policy(
@@ -272,6 +272,61 @@ def _chart_other_person(fhir: TestClient, h: dict[str, str], encounters: int) ->
         _create(fhir, h, condition_resource(pref, f"Encounter/{enc['id']}"))
     _create(fhir, h, _observation(pref, "2345-7", 6.1, "2026-09-10"))
     return patient
+
+
+def test_start_and_end_keep_the_care_dates_in_range_and_the_undated(
+    fhir: TestClient, member: Any, session: Session
+) -> None:
+    patient = _chart(fhir, member.h)  # encounters 2026-10-10/11, observations 10-10/11
+    pid = patient["id"]
+    pref = f"Patient/{pid}"
+    old = _create(
+        fhir, member.h, encounter_resource(pref, period={"start": "2019-03-01T08:00:00Z"})
+    )
+    _create(fhir, member.h, _observation(pref, "2160-0", 80.0, "2019-03-01"))
+    url = f"/fhir/Patient/{pid}/$everything"
+
+    def kinds(query: str) -> list[str]:
+        r = fhir.get(f"{url}?{query}", headers=member.h)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        Bundle.model_validate(body)
+        assert body["total"] == len(body["entry"])
+        return sorted(e["resource"]["resourceType"] for e in body["entry"])
+
+    whole = kinds("")
+    assert whole.count("Encounter") == 3 and whole.count("Observation") == 3
+    # only 2026-10-10: one encounter, its procedure, one observation; the conditions and
+    # the allergy were recorded today (recordedDate), the medication has no start date
+    day = kinds("start=2026-10-10&end=2026-10-10")
+    assert day.count("Encounter") == 1 and day.count("Procedure") == 1
+    assert day.count("Observation") == 1 and day.count("Condition") == 0
+    assert day.count("MedicationStatement") == 1  # no clinical date: kept
+    assert "Patient" in day
+    # the 2019 care only
+    early = kinds("end=2019-12-31")
+    assert early.count("Encounter") == 1 and early.count("Observation") == 1
+    assert "Procedure" not in early and "AllergyIntolerance" not in early
+    ids = {
+        e["resource"]["id"] for e in fhir.get(f"{url}?end=2019", headers=member.h).json()["entry"]
+    }
+    assert old["id"] in ids
+    # from 2026-10-11 on: the second encounter, the conditions and allergy of today
+    late = kinds("start=2026-10-11")
+    assert late.count("Encounter") == 1 and late.count("Condition") == 2
+    assert late.count("Observation") == 1
+    # the range goes into the links; a bad date or an empty range is a 400
+    r = fhir.get(f"{url}?start=2026-10-11&_count=2", headers=member.h).json()
+    assert "start=2026-10-11" in r["link"][0]["url"]
+    for bad in ("start=yesterday", "end=2026-13-01", "start=2026-10-12&end=2026-10-10"):
+        assert fhir.get(f"{url}?{bad}", headers=member.h).status_code == 400, bad
+
+
+def test_capability_names_the_everything_parameters(fhir: TestClient) -> None:
+    cap = fhir.get("/fhir/metadata").json()
+    patient = next(r for r in cap["rest"][0]["resource"] if r["type"] == "Patient")
+    (op,) = patient["operation"]
+    assert "start" in op["documentation"] and "end" in op["documentation"]
 
 
 @pytest.mark.parametrize("query", ["_count=0", "_count=x", "_offset=-1", "_since=yesterday"])

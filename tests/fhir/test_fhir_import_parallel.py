@@ -334,7 +334,7 @@ def test_sqlite_imports_with_one_process(tmp_path: Path, monkeypatch: pytest.Mon
         db.engine.dispose()
     assert result.exit_code == 0, result.output
     assert "FHIR import: 3 file(s)" in result.output and "processes" not in result.output
-    assert "Observation" in result.output and "read-only here" in result.output
+    assert "Observation" in result.output and "created" in result.output
     again = Importer(db.factory, db.actor, REGISTRY).run(folder, workers=2)
     assert again.workers == 1 and sum(again.created.values()) == 0
     _check_summary(again, _input_counts(chosen))

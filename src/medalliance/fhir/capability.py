@@ -56,6 +56,9 @@ def capability_statement(registry: Registry, base_url: str) -> dict[str, Any]:
                 {
                     "name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "Parameters: start and end (the care date range; "
+                    "resources without a clinical date are included), _since, _type, "
+                    "_count (paged, with next/previous links).",
                 }
             ]
         resources.append(entry)

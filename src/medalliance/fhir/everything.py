@@ -6,7 +6,10 @@ read with one query of plain rows (no ORM objects) restricted to the members the
 may see; the identifiers and codings kept beside the rows are read with one query each
 for the whole compartment; the mappers render the FHIR JSON from the rows directly.
 Parameters: ``_count`` (paging, with ``self``/``next``/``previous`` links carrying
-``_offset``), ``_since`` (updated since) and ``_type`` (the types wanted)."""
+``_offset``), ``_since`` (updated since), ``_type`` (the types wanted) and ``start`` /
+``end`` (the care date range: a resource whose clinical date, ``clinical_date_column``,
+lies outside it is left out; one without a clinical date is kept, as the operation's
+definition says)."""
 
 from __future__ import annotations
 
@@ -17,17 +20,31 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, func, literal, select, union_all
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Select,
+    Uuid,
+    and_,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from medalliance.access import policy
 from medalliance.domains.patients import service as patients_service
 from medalliance.fhir import search
 from medalliance.fhir.context import FhirContext
+from medalliance.fhir.mappers.common import text_ids
 from medalliance.fhir.models import FhirCoding, FhirIdentifier
 from medalliance.fhir.outcome import ignored_parameters, invalid, issue, search_outcome
 from medalliance.fhir.registry import Lookups, Mapper
 
-PARAMS = ("_count", "_offset", "_since", "_type")
+PARAMS = ("_count", "_offset", "_since", "_type", "start", "end")
+_MATCH = {"mode": "match"}  # shared by every entry (nothing changes answers after rendering)
 
 
 @dataclass(slots=True)
@@ -36,6 +53,8 @@ class Request:
     offset: int = 0
     since: datetime | None = None
     types: frozenset[str] | None = None
+    start: datetime | None = None  # care dates from (inclusive)
+    end: datetime | None = None  # care dates before (the end value's whole interval kept)
     ignored: tuple[str, ...] = ()  # unknown parameters, ignored on Prefer: handling=lenient
 
 
@@ -49,6 +68,10 @@ def parse(ctx: FhirContext, items: Sequence[tuple[str, str]], *, lenient: bool =
             req.offset = search.parse_int(key, raw, 0, 10**9)
         elif key == "_since":
             req.since = search.instant_param(key, raw)
+        elif key == "start":
+            req.start = search.date_range(raw, key)[0]
+        elif key == "end":
+            req.end = search.date_range(raw, key)[1]
         elif key == "_type":
             names = frozenset(t for t in raw.split(",") if t)
             unknown = sorted(n for n in names if n not in ctx.registry)
@@ -61,8 +84,22 @@ def parse(ctx: FhirContext, items: Sequence[tuple[str, str]], *, lenient: bool =
             ignored.append(key)
         else:
             raise invalid(key, f"unknown parameter {key!r} for Patient/$everything", 400)
+    if req.start is not None and req.end is not None and req.start >= req.end:
+        raise invalid("end", "end is before start", 400)
     req.ignored = tuple(ignored)
     return req
+
+
+def _care_dates(column: Any, req: Request) -> Any:
+    """Inside [start, end), or without a clinical date. A date column (a medication's
+    start) is compared by the dates of the bounds."""
+    conditions = []
+    date_only = isinstance(column.type, Date) and not isinstance(column.type, DateTime)
+    if req.start is not None:
+        conditions.append(column >= (req.start.date() if date_only else req.start))
+    if req.end is not None:
+        conditions.append(column < (req.end.date() if date_only else req.end))
+    return or_(column.is_(None), and_(*conditions))
 
 
 def everything(
@@ -106,18 +143,28 @@ def everything(
                 continue
             if req.since is not None:
                 query = query.where(part.last_updated_column() >= req.since)
+            dated = part.clinical_date_column()
+            if dated is not None and (req.start is not None or req.end is not None):
+                query = query.where(_care_dates(dated, req))
             parts.append((part, query.order_by(part.sorts["_id"])))
     with_patient = req.types is None or "Patient" in req.types
     fetched, total = _fetch(ctx, parts, req, with_patient)
 
     look = Lookups(persons=dict.fromkeys(records, person.id))
-    _side_tables(ctx, fetched, look)
+    as_text = text_ids(ctx.session)  # the rows' uuids are text on PostgreSQL
+    if as_text:
+        look.persons.update(dict.fromkeys(map(str, records), person.id))
+    _side_tables(ctx, fetched, look, as_text)
     entries: list[dict[str, Any]] = []
     if with_patient and req.offset == 0:
         entries.append(_entry(ctx, patients.to_fhir(ctx, [person])[0]))
     for (mapper, _), rows in fetched:
         mapper.annotate(ctx, rows, look)
-        entries += [_entry(ctx, res) for res in mapper.render(rows, look)]
+        prefix = ctx.url(mapper.resource_type, "")
+        entries += [
+            {"fullUrl": prefix + res["id"], "resource": res, "search": _MATCH}
+            for res in mapper.render(rows, look)
+        ]
     hidden = sorted(str(i) for i in facts.institution_ids - allowed)
     if hidden or req.ignored:
         entries.append(_outcome(hidden, req.ignored))
@@ -163,9 +210,12 @@ def _fetch(
     return fetched, total
 
 
-def _side_tables(ctx: FhirContext, fetched: list[tuple[Part, list[Any]]], look: Lookups) -> None:
+def _side_tables(
+    ctx: FhirContext, fetched: list[tuple[Part, list[Any]]], look: Lookups, as_text: bool
+) -> None:
     """The identifiers and codings kept beside the rows: one query each for all types,
-    naming the rows by the types' own queries (no long id lists to send)."""
+    naming the rows by the types' own queries (no long id lists to send); keyed as the
+    rows name themselves (text ids on PostgreSQL)."""
     kept = [
         (mapper.resource_type, query)
         for (mapper, query), rows in fetched
@@ -173,16 +223,34 @@ def _side_tables(ctx: FhirContext, fetched: list[tuple[Part, list[Any]]], look: 
     ]
     if not kept:
         return
-    ids = union_all(*(select(query.subquery().c.id) for _, query in kept))
+    ids = union_all(
+        *(
+            select(cast(query.subquery().c.id, Uuid) if as_text else query.subquery().c.id)
+            for _, query in kept
+        )
+    )
+    # keyed as each type's rows name themselves: text ids where the rows carry text
+    # (plain rows on PostgreSQL), uuids where a type reads ORM objects
+    key: dict[str, Any] = {
+        mapper.resource_type: str if as_text and isinstance(rows[0].id, str) else _same
+        for (mapper, _), rows in fetched
+        if rows
+    }
     types = [rtype for rtype, _ in kept]
-    for rid, system, value in ctx.session.execute(
-        select(FhirIdentifier.resource_id, FhirIdentifier.system, FhirIdentifier.value)
+    for rtype, rid, system, value in ctx.session.execute(
+        select(
+            FhirIdentifier.resource_type,
+            FhirIdentifier.resource_id,
+            FhirIdentifier.system,
+            FhirIdentifier.value,
+        )
         .where(FhirIdentifier.resource_type.in_(types), FhirIdentifier.resource_id.in_(ids))
         .order_by(FhirIdentifier.created_at, FhirIdentifier.id)
     ):
-        look.identifiers.setdefault(rid, []).append({"system": system, "value": value})
-    for rid, element, coding_system, code, display in ctx.session.execute(
+        look.identifiers.setdefault(key[rtype](rid), []).append({"system": system, "value": value})
+    for rtype, rid, element, coding_system, code, display in ctx.session.execute(
         select(
+            FhirCoding.resource_type,
             FhirCoding.resource_id,
             FhirCoding.element,
             FhirCoding.system,
@@ -193,9 +261,13 @@ def _side_tables(ctx: FhirContext, fetched: list[tuple[Part, list[Any]]], look: 
         .order_by(FhirCoding.id)
     ):
         found = {"system": coding_system, "code": code, "display": display}
-        look.codings.setdefault((rid, element), []).append(
+        look.codings.setdefault((key[rtype](rid), element), []).append(
             {k: v for k, v in found.items() if v is not None}
         )
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _entry(ctx: FhirContext, resource: dict[str, Any]) -> dict[str, Any]:

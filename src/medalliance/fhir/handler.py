@@ -104,12 +104,15 @@ def _includes(
         inc = mapper.includes.get(spec)
         if inc is None:
             raise FhirError(400, f"_include={spec} is not supported", code="not-supported")
-        if inc.column == "person_id" and rows and hasattr(rows[0], "patient_record_id"):
-            ids = list(set(persons_of_records(ctx, [r.patient_record_id for r in rows]).values()))
-        else:
-            ids = list({getattr(r, inc.column) for r in rows} - {None})
         target = ctx.registry[inc.target]
-        for res in target.to_fhir(ctx, target.rows_by_ids(ctx, ids)):
+        if inc.load is not None:
+            found = inc.load(ctx, rows)
+        elif inc.column == "person_id" and rows and hasattr(rows[0], "patient_record_id"):
+            ids = list(set(persons_of_records(ctx, [r.patient_record_id for r in rows]).values()))
+            found = target.rows_by_ids(ctx, ids)
+        else:
+            found = target.rows_by_ids(ctx, list({getattr(r, inc.column) for r in rows} - {None}))
+        for res in target.to_fhir(ctx, found):
             if (res["resourceType"], res["id"]) not in seen:
                 seen.add((res["resourceType"], res["id"]))
                 out.append(_entry(ctx, res, "include"))

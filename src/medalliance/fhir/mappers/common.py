@@ -8,11 +8,12 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
-from sqlalchemy import Select, false, select
+from sqlalchemy import DateTime, Enum, Select, String, Uuid, cast, false, select, type_coerce
 
 from medalliance.access import policy
 from medalliance.access.permissions import Permission
 from medalliance.audit import service as audit
+from medalliance.db.types import UTCDateTime
 from medalliance.domains.patients import service as patients_service
 from medalliance.fhir import store
 from medalliance.fhir.outcome import FhirError, invalid
@@ -50,7 +51,40 @@ def prune(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def coding(system: str | None, code: str | None, display: str | None = None) -> dict[str, Any]:
-    return prune({"system": system, "code": code, "display": display})
+    """``prune({"system": …, "code": …, "display": …})``, without the dict it drops."""
+    out: dict[str, Any] = {}
+    if system or type(system) in _FALSY_VALUES:
+        out["system"] = system
+    if code or type(code) in _FALSY_VALUES:
+        out["code"] = code
+    if display or type(display) in _FALSY_VALUES:
+        out["display"] = display
+    return out
+
+
+def text_ids(session: Any) -> bool:
+    """Whether rows rendered in bulk carry their uuids as text: on PostgreSQL the server
+    writes them (``id::text`` is the canonical form ``str(uuid)`` gives), so no uuid
+    object is built, hashed or formatted per row; SQLite keeps uuid objects."""
+    return bool(session.get_bind().dialect.name == "postgresql")
+
+
+def plain_columns(table: Any, as_text: bool = False) -> list[Any]:
+    """A table's columns for rendering many rows: stamps and enums read as the driver
+    gives them (no per-value conversion; ``Instants`` and ``str()`` finish them), and
+    with ``as_text`` the uuids as text (``text_ids``), so a row costs the driver's
+    decoding only. Same column names as the model."""
+    out: list[Any] = []
+    for column in table.c:
+        if isinstance(column.type, UTCDateTime):
+            out.append(type_coerce(column, DateTime(timezone=True)).label(column.key))
+        elif isinstance(column.type, Enum):
+            out.append(type_coerce(column, String()).label(column.key))
+        elif as_text and isinstance(column.type, Uuid):
+            out.append(cast(column, String()).label(column.key))
+        else:
+            out.append(column)
+    return out
 
 
 def codings_in(concept: Any) -> list[tuple[str | None, str | None, str | None]]:
@@ -176,7 +210,7 @@ class PatientDataMapper(Mapper):
         institutions: set[uuid.UUID],
     ) -> Select[Any] | None:
         table = self.model.__table__
-        return select(table).where(
+        return select(*plain_columns(table, text_ids(ctx.session))).where(
             store.in_ids(ctx.session, table.c.patient_record_id, record_ids),
             table.c.institution_id.in_(institutions) if institutions else false(),
             *self.compartment_filter(),

@@ -163,6 +163,9 @@ class MedicationRequestMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"authoredon": _authored()}
 
+    def clinical_date_column(self) -> Any:
+        return _authored()  # MedicationRequest.authoredOn
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         return [self._one(p, look.persons[p.patient_record_id], look) for p in rows]
 

@@ -30,9 +30,7 @@ from medalliance.fhir.mappers.common import (
     domain_validation,
     identifier_pairs,
     identifier_param,
-    instant,
     keep_identifiers,
-    meta,
     persons_of_records,
     prune,
     status_of,
@@ -60,6 +58,9 @@ CLASS_TO_FHIR = {
     "telemedicine": ("VR", "virtual"),
 }
 FHIR_TO_CLASS = {v[0]: k for k, v in CLASS_TO_FHIR.items()}
+_CLASS = {
+    k: coding(systems.ACT_CODE, code, display) for k, (code, display) in CLASS_TO_FHIR.items()
+}
 # Other v3 ActCode classes, stored as the nearest domain class; the original coding is
 # kept and answered back, so nothing is lost on the FHIR side.
 FHIR_TO_CLASS_NEAREST = {
@@ -150,40 +151,48 @@ class EncounterMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": Encounter.start, "status": Encounter.status}
 
+    def clinical_date_column(self) -> Any:
+        return Encounter.start
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
-        side, codings = look.identifiers, look.codings
+        # Built element by element in the answer's order (no prune() of a full dict):
+        # $everything renders thousands of these.
+        side, codings, at = look.identifiers, look.codings, look.instants
+        subject = look.subject
+        organization = look.references("Organization")
         out = []
         for e in rows:
-            code, display = CLASS_TO_FHIR[str(e.encounter_class)]
-            types = codings.get((e.id, "type"))
-            kept_class = codings.get((e.id, "class"))
-            out.append(
-                prune(
-                    {
-                        "resourceType": "Encounter",
-                        "id": str(e.id),
-                        "meta": meta(e),
-                        "identifier": side.get(e.id),
-                        "status": str(e.status),
-                        "class": kept_class[0]
-                        if kept_class
-                        else coding(systems.ACT_CODE, code, display),
-                        "type": [{"coding": types}] if types else None,
-                        "subject": look.subject(e.patient_record_id),
-                        "participant": [
-                            {"individual": {"reference": f"Practitioner/{e.practitioner_id}"}}
-                        ]
-                        if e.practitioner_id
-                        else None,
-                        "period": prune({"start": instant(e.start), "end": instant(e.end)}),
-                        "reasonCode": [{"text": e.reason}] if e.reason else None,
-                        "location": [{"location": {"reference": f"Location/{e.department_id}"}}]
-                        if e.department_id
-                        else None,
-                        "serviceProvider": {"reference": f"Organization/{e.institution_id}"},
-                    }
-                )
-            )
+            rid = e.id
+            res: dict[str, Any] = {"resourceType": "Encounter", "id": str(rid)}
+            if e.updated_at:  # every row has one (TimestampMixin)
+                res["meta"] = {"lastUpdated": at[e.updated_at]}
+            identifiers = side.get(rid)
+            if identifiers:
+                res["identifier"] = identifiers
+            res["status"] = str(e.status)
+            kept_class = codings.get((rid, "class"))
+            res["class"] = kept_class[0] if kept_class else _CLASS[str(e.encounter_class)]
+            types = codings.get((rid, "type"))
+            if types:
+                res["type"] = [{"coding": types}]
+            res["subject"] = subject(e.patient_record_id)
+            if e.practitioner_id:
+                res["participant"] = [
+                    {"individual": {"reference": f"Practitioner/{e.practitioner_id}"}}
+                ]
+            period = {}
+            if e.start:
+                period["start"] = at[e.start]
+            if e.end:
+                period["end"] = at[e.end]
+            if period:
+                res["period"] = period
+            if e.reason:
+                res["reasonCode"] = [{"text": e.reason}]
+            if e.department_id:
+                res["location"] = [{"location": {"reference": f"Location/{e.department_id}"}}]
+            res["serviceProvider"] = organization[e.institution_id]
+            out.append(res)
         return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
@@ -336,6 +345,33 @@ _CONDITION_VERIFICATION = {
 }
 
 
+def _condition_code(d: Any, kept: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """Condition.code: the ICD-10, TCM disease and TCM pattern codings, then the kept."""
+    codings = []
+    if d.western_code:
+        codings.append(coding(systems.ICD10, d.western_code, d.western_text))
+    if d.tcm_disease_code:
+        codings.append(
+            coding(
+                systems.TCM_SYSTEM_URI.get(d.tcm_disease_system or ""),
+                d.tcm_disease_code,
+                d.tcm_disease_text,
+            )
+        )
+    if d.tcm_pattern_code:
+        codings.append(
+            coding(
+                systems.TCM_SYSTEM_URI.get(d.tcm_pattern_system or ""),
+                d.tcm_pattern_code,
+                d.tcm_pattern_text,
+            )
+        )
+    codings += [c for c in kept or () if c]
+    codings = [c for c in codings if c]
+    texts = [t for t in (d.western_text, d.tcm_disease_text, d.tcm_pattern_text) if t]
+    return prune({"coding": codings, "text": " / ".join(texts)}) or None
+
+
 class ConditionMapper(PatientDataMapper):
     """One integrated diagnosis: ICD-10, TCM disease and TCM pattern codings in Condition.code."""
 
@@ -370,51 +406,58 @@ class ConditionMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"recorded-date": Diagnosis.recorded_at}
 
+    def clinical_date_column(self) -> Any:
+        return Diagnosis.recorded_at  # Condition.recordedDate
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
-        side, extra = look.identifiers, look.codings
+        side, extra, at = look.identifiers, look.codings, look.instants
+        subject, encounter = look.subject, look.references("Encounter")
+        concepts: dict[tuple[Any, ...], dict[str, Any] | None] = {}  # one per diagnosis
         out = []
         for d in rows:
-            codings = [
-                coding(systems.ICD10, d.western_code, d.western_text) if d.western_code else None,
-                coding(
-                    systems.TCM_SYSTEM_URI.get(d.tcm_disease_system or ""),
+            rid = d.id
+            kept = extra.get((rid, "code"))
+            if kept:
+                code = _condition_code(d, kept)
+            else:
+                key = (
+                    d.western_code,
+                    d.western_text,
+                    d.tcm_disease_system,
                     d.tcm_disease_code,
                     d.tcm_disease_text,
-                )
-                if d.tcm_disease_code
-                else None,
-                coding(
-                    systems.TCM_SYSTEM_URI.get(d.tcm_pattern_system or ""),
+                    d.tcm_pattern_system,
                     d.tcm_pattern_code,
                     d.tcm_pattern_text,
                 )
-                if d.tcm_pattern_code
-                else None,
-                *extra.get((d.id, "code"), []),
-            ]
-            texts = [t for t in (d.western_text, d.tcm_disease_text, d.tcm_pattern_text) if t]
+                if key in concepts:
+                    code = concepts[key]
+                else:
+                    code = concepts[key] = _condition_code(d, None)
             status = str(d.status)
-            out.append(
-                prune(
-                    {
-                        "resourceType": "Condition",
-                        "id": str(d.id),
-                        "meta": {"lastUpdated": instant(d.updated_at)},
-                        "identifier": side.get(d.id),
-                        "clinicalStatus": _CONDITION_CLINICAL.get(status),
-                        "verificationStatus": _CONDITION_VERIFICATION[
-                            "entered-in-error" if status == "entered-in-error" else "confirmed"
-                        ],
-                        "category": _CONDITION_CATEGORY,
-                        "code": prune(
-                            {"coding": [c for c in codings if c], "text": " / ".join(texts)}
-                        ),
-                        "subject": look.subject(d.patient_record_id),
-                        "encounter": {"reference": f"Encounter/{d.encounter_id}"},
-                        "recordedDate": instant(d.recorded_at),
-                    }
-                )
-            )
+            res: dict[str, Any] = {
+                "resourceType": "Condition",
+                "id": str(rid),
+                "meta": {"lastUpdated": at[d.updated_at]},
+            }
+            identifiers = side.get(rid)
+            if identifiers:
+                res["identifier"] = identifiers
+            clinical = _CONDITION_CLINICAL.get(status)
+            if clinical:
+                res["clinicalStatus"] = clinical
+            res["verificationStatus"] = _CONDITION_VERIFICATION[
+                "entered-in-error" if status == "entered-in-error" else "confirmed"
+            ]
+            res["category"] = _CONDITION_CATEGORY
+            if code:
+                res["code"] = code
+            res["subject"] = subject(d.patient_record_id)
+            res["encounter"] = encounter[d.encounter_id]
+            recorded = at[d.recorded_at]
+            if recorded:
+                res["recordedDate"] = recorded
+            out.append(res)
         return out
 
     def _diagnosis(self, resource: Any) -> tuple[dict[str, Any], list[Any]]:
@@ -556,8 +599,11 @@ class AllergyIntoleranceMapper(PatientDataMapper):
             "date": date_param(Allergy.recorded_at),
         }
 
+    def clinical_date_column(self) -> Any:
+        return Allergy.recorded_at  # AllergyIntolerance.recordedDate
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
-        side, extra = look.identifiers, look.codings
+        side, extra, at = look.identifiers, look.codings, look.instants
         out = []
         for a in rows:
             herb = str(a.category) == "herb"
@@ -566,7 +612,7 @@ class AllergyIntoleranceMapper(PatientDataMapper):
                     {
                         "resourceType": "AllergyIntolerance",
                         "id": str(a.id),
-                        "meta": meta(a),
+                        "meta": {"lastUpdated": at[a.updated_at]},
                         "identifier": side.get(a.id),
                         "clinicalStatus": None
                         if str(a.status) == "entered-in-error"
@@ -592,7 +638,7 @@ class AllergyIntoleranceMapper(PatientDataMapper):
                             }
                         ),
                         "patient": look.subject(a.patient_record_id),
-                        "recordedDate": instant(a.recorded_at),
+                        "recordedDate": at[a.recorded_at],
                         "reaction": [
                             prune(
                                 {
@@ -695,14 +741,17 @@ class MedicationStatementMapper(PatientDataMapper):
             "effective": date_param(MedicationStatement.start_date, date_only=True),
         }
 
+    def clinical_date_column(self) -> Any:
+        return MedicationStatement.start_date  # effectivePeriod.start (a date)
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
-        side, extra = look.identifiers, look.codings
+        side, extra, at = look.identifiers, look.codings, look.instants
         return [
             prune(
                 {
                     "resourceType": "MedicationStatement",
                     "id": str(m.id),
-                    "meta": meta(m),
+                    "meta": {"lastUpdated": at[m.updated_at]},
                     "identifier": side.get(m.id),
                     "status": str(m.status),
                     "medicationCodeableConcept": prune(
@@ -715,7 +764,7 @@ class MedicationStatementMapper(PatientDataMapper):
                     "subject": look.subject(m.patient_record_id),
                     "effectivePeriod": prune({"start": day(m.start_date), "end": day(m.end_date)})
                     or None,
-                    "dateAsserted": instant(m.recorded_at),
+                    "dateAsserted": at[m.recorded_at],
                     "dosage": [
                         prune(
                             {
@@ -790,30 +839,45 @@ class ProcedureMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": Procedure.performed_at}
 
+    def clinical_date_column(self) -> Any:
+        return Procedure.performed_at
+
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
-        side, extra = look.identifiers, look.codings
-        return [
-            prune(
-                {
-                    "resourceType": "Procedure",
-                    "id": str(p.id),
-                    "meta": meta(p),
-                    "identifier": side.get(p.id),
-                    "status": "completed",
-                    "code": prune(
+        side, extra, at = look.identifiers, look.codings, look.instants
+        subject, encounter = look.subject, look.references("Encounter")
+        concepts: dict[tuple[Any, ...], dict[str, Any]] = {}  # one per distinct code
+        out = []
+        for p in rows:
+            rid = p.id
+            kept = extra.get((rid, "code"))
+            if kept:
+                code = prune({"coding": kept, "text": p.text})
+            else:
+                key = (p.code_system, p.code, p.text)
+                code = concepts.get(key)  # type: ignore[assignment]
+                if code is None:
+                    code = concepts[key] = prune(
                         {
-                            "coding": extra.get((p.id, "code"))
-                            or ([coding(p.code_system, p.code)] if p.code else None),
+                            "coding": [coding(p.code_system, p.code)] if p.code else None,
                             "text": p.text,
                         }
-                    ),
-                    "subject": look.subject(p.patient_record_id),
-                    "encounter": {"reference": f"Encounter/{p.encounter_id}"},
-                    "performedDateTime": instant(p.performed_at),
-                }
-            )
-            for p in rows
-        ]
+                    )
+            res: dict[str, Any] = {"resourceType": "Procedure", "id": str(rid)}
+            if p.updated_at:
+                res["meta"] = {"lastUpdated": at[p.updated_at]}
+            identifiers = side.get(rid)
+            if identifiers:
+                res["identifier"] = identifiers
+            res["status"] = "completed"
+            if code:
+                res["code"] = code
+            res["subject"] = subject(p.patient_record_id)
+            res["encounter"] = encounter[p.encounter_id]
+            performed = at[p.performed_at]
+            if performed:
+                res["performedDateTime"] = performed
+            out.append(res)
+        return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
         return bulk.one(self.create_many, ctx, resource)

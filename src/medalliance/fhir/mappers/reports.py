@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Select, false, func, literal, not_, or_, select, union_all
 
+from medalliance.access import policy
+from medalliance.domains.patients import service as patients_service
 from medalliance.domains.results import panels as panels_service
 from medalliance.domains.results.models import ResultPanel, ResultStatus
 from medalliance.fhir import bulk, store, systems
@@ -24,7 +26,6 @@ from medalliance.fhir.mappers.common import (
     codings_in,
     domain_validation,
     identifier_pairs,
-    instant,
     prune,
     status_of,
 )
@@ -165,6 +166,9 @@ class LabPanelMapper(PatientDataMapper):
     def sort_columns(self) -> dict[str, Any]:
         return {"date": ResultPanel.effective_at, "status": ResultPanel.status}
 
+    def clinical_date_column(self) -> Any:
+        return ResultPanel.effective_at
+
     # A panel is never changed once written (record_panels only inserts): one version.
     immutable = True
 
@@ -177,7 +181,10 @@ class LabPanelMapper(PatientDataMapper):
         return look
 
     def annotate(self, ctx: FhirContext, rows: Sequence[Any], look: Lookups) -> None:
-        look.members.update(panels_service.members_of(ctx.session, [r.id for r in rows]))
+        # keyed as the rows name themselves (text ids in $everything on PostgreSQL)
+        as_text = bool(rows) and isinstance(rows[0].id, str)
+        found = panels_service.members_of(ctx.session, [uuid.UUID(str(r.id)) for r in rows])
+        look.members.update({str(k) if as_text else k: v for k, v in found.items()})
 
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
         out = []
@@ -194,7 +201,10 @@ class LabPanelMapper(PatientDataMapper):
                     {
                         "resourceType": RTYPE,
                         "id": str(r.id),
-                        "meta": {"versionId": FIRST_VERSION, "lastUpdated": instant(r.created_at)},
+                        "meta": {
+                            "versionId": FIRST_VERSION,
+                            "lastUpdated": look.instants[r.created_at],
+                        },
                         "identifier": look.identifiers.get(r.id),
                         "status": "amended" if str(r.status) == "corrected" else str(r.status),
                         "category": [{"coding": [c]} for c in categories],
@@ -209,8 +219,8 @@ class LabPanelMapper(PatientDataMapper):
                         "encounter": {"reference": f"Encounter/{r.encounter_id}"}
                         if r.encounter_id
                         else None,
-                        "effectiveDateTime": instant(r.effective_at),
-                        "issued": instant(r.issued_at),
+                        "effectiveDateTime": look.instants[r.effective_at],
+                        "issued": look.instants[r.issued_at],
                         "performer": performers,
                         "result": [
                             {"reference": f"Observation/{rid}"}
@@ -324,6 +334,54 @@ class LabPanelMapper(PatientDataMapper):
         return [Written(RTYPE, i) for i in ids]
 
 
+def _member_results(ctx: FhirContext, rows: list[Any]) -> list[Any]:
+    """``_include=DiagnosticReport:result``: the lab panels' member results (Observations),
+    in each report's order, that the access policy lets the actor read: decided per
+    member institution as a read of each would be (withheld ones are left out, not
+    refused), and audited as one search of Observations."""
+    from medalliance.domains.results.models import Result, ResultKind
+
+    panels = [r.id for r in rows if isinstance(r, ResultPanel)]
+    members = panels_service.members_of(ctx.session, panels)
+    ordered = list(dict.fromkeys(rid for p in panels for rid in members.get(p, [])))
+    if not ordered:
+        return []
+    found = {
+        r.id: r
+        for r in ctx.session.scalars(
+            select(Result).where(Result.id.in_(ordered), Result.kind == ResultKind.LAB)
+        )
+    }
+    facts: dict[uuid.UUID, Any] = {}
+    decided: dict[tuple[uuid.UUID, uuid.UUID], bool] = {}
+    kept = []
+    for rid in ordered:
+        row = found.get(rid)
+        if row is None:
+            continue
+        key = (row.patient_record_id, row.institution_id)
+        if key not in decided:
+            if row.patient_record_id not in facts:
+                facts[row.patient_record_id] = patients_service.facts_of_record(
+                    ctx.session, row.patient_record_id
+                )
+            decided[key] = policy.decide(
+                ctx.session,
+                ctx.actor,
+                facts[row.patient_record_id],
+                policy.AccessAction.READ,
+                owner_institution_id=row.institution_id,
+            ).allowed
+        if decided[key]:
+            kept.append(row)
+    observations = ctx.registry["Observation"]
+    included = SearchRequest(
+        criteria=[Criterion("_id", None, tuple(str(r.id) for r in kept))], count=len(kept)
+    )
+    observations.audit_search(ctx, included, len(kept))
+    return kept
+
+
 class DiagnosticReportMapper(Mapper):
     """DiagnosticReport: lab panels (read, search, create) and imaging reports (read,
     search) behind one resource type."""
@@ -334,8 +392,11 @@ class DiagnosticReportMapper(Mapper):
     immutable = True
     interactions = (READ, VREAD, SEARCH, CREATE, HISTORY)
     patient_param: ClassVar[str | None] = "patient"
-    includes: ClassVar[dict[str, Include]] = ImagingReportMapper.includes
-    revincludes = ImagingReportMapper.revincludes
+    includes: ClassVar[dict[str, Include]] = {
+        **ImagingReportMapper.includes,
+        "DiagnosticReport:result": Include("Observation", "id", load=_member_results),
+    }
+    revincludes = (*ImagingReportMapper.revincludes, "DiagnosticReport:result")
 
     def __init__(self) -> None:
         self.panels = LabPanelMapper()

@@ -25,7 +25,6 @@ from medalliance.fhir.mappers.common import (
     domain_validation,
     identifier_pairs,
     identifier_param,
-    instant,
     prune,
     status_of,
 )
@@ -116,8 +115,8 @@ class _ResultMapper(PatientDataMapper):
     def last_updated_column(self) -> Any:
         return Result.created_at
 
-    def _meta(self, r: Any) -> dict[str, Any]:
-        return {"versionId": FIRST_VERSION, "lastUpdated": instant(r.created_at)}
+    def _meta(self, r: Any, look: Lookups) -> dict[str, Any]:
+        return {"versionId": FIRST_VERSION, "lastUpdated": look.instants[r.created_at]}
 
     def search_params(self) -> dict[str, SearchParam]:
         rtype = self.resource_type
@@ -132,6 +131,9 @@ class _ResultMapper(PatientDataMapper):
 
     def sort_columns(self) -> dict[str, Any]:
         return {"date": Result.effective_at, "status": Result.status}
+
+    def clinical_date_column(self) -> Any:
+        return Result.effective_at
 
     def _code(self, r: Result, kept: list[dict[str, Any]] | None) -> dict[str, Any]:
         return prune(
@@ -177,52 +179,46 @@ class ObservationMapper(_ResultMapper):
     revincludes = ("Observation:patient", "Observation:subject")
 
     def render(self, rows: Sequence[Any], look: Lookups) -> list[dict[str, Any]]:
-        side, kept = look.identifiers, look.codings
+        side, kept, at = look.identifiers, look.codings, look.instants
+        subject, organization = look.subject, look.references("Organization")
         out = []
         for r in rows:
-            value_codes = kept.get((r.id, "value"))
-            value: dict[str, Any]
+            rid = r.id
+            status = str(r.status)
+            res: dict[str, Any] = {
+                "resourceType": "Observation",
+                "id": str(rid),
+                "meta": {"versionId": FIRST_VERSION, "lastUpdated": at[r.created_at]},
+            }
+            identifiers = side.get(rid)
+            if identifiers:
+                res["identifier"] = identifiers
+            res["status"] = "amended" if status == "corrected" else status
+            res["category"] = self._categories(r, kept.get((rid, "category")))
+            code = self._code(r, kept.get((rid, "code")))
+            if code:
+                res["code"] = code
+            res["subject"] = subject(r.patient_record_id)
+            if r.effective_at:
+                res["effectiveDateTime"] = at[r.effective_at]
+            if r.issued_at:
+                res["issued"] = at[r.issued_at]
+            res["performer"] = [organization[r.institution_id]]
+            value_codes = kept.get((rid, "value"))
             if r.value_numeric is not None:
-                value = {
-                    "valueQuantity": prune(
-                        {
-                            "value": r.value_numeric,
-                            "unit": r.unit,
-                            "system": systems.UCUM if r.unit else None,
-                            "code": r.unit,
-                        }
-                    )
-                }
+                quantity: dict[str, Any] = {"value": r.value_numeric}
+                if r.unit:
+                    quantity.update(unit=r.unit, system=systems.UCUM, code=r.unit)
+                res["valueQuantity"] = quantity
             elif value_codes:
-                value = {
-                    "valueCodeableConcept": prune({"coding": value_codes, "text": r.value_text})
-                }
-            else:
-                value = {"valueString": r.value_text}
-            out.append(
-                prune(
-                    {
-                        "resourceType": "Observation",
-                        "id": str(r.id),
-                        "meta": self._meta(r),
-                        "identifier": side.get(r.id),
-                        "status": "amended" if str(r.status) == "corrected" else str(r.status),
-                        "category": self._categories(r, kept.get((r.id, "category"))),
-                        "code": self._code(r, kept.get((r.id, "code"))),
-                        "subject": look.subject(r.patient_record_id),
-                        "effectiveDateTime": instant(r.effective_at),
-                        "issued": instant(r.issued_at),
-                        "performer": [{"reference": f"Organization/{r.institution_id}"}],
-                        **value,
-                        "interpretation": [{"coding": [coding(systems.V2_0078, r.abnormal_flag)]}]
-                        if r.abnormal_flag
-                        else None,
-                        "referenceRange": [{"text": r.reference_range}]
-                        if r.reference_range
-                        else None,
-                    }
-                )
-            )
+                res["valueCodeableConcept"] = prune({"coding": value_codes, "text": r.value_text})
+            elif r.value_text:
+                res["valueString"] = r.value_text
+            if r.abnormal_flag:
+                res["interpretation"] = [{"coding": [coding(systems.V2_0078, r.abnormal_flag)]}]
+            if r.reference_range:
+                res["referenceRange"] = [{"text": r.reference_range}]
+            out.append(res)
         return out
 
     def create(self, ctx: FhirContext, resource: Any) -> Written:
@@ -391,14 +387,14 @@ class DiagnosticReportMapper(_ResultMapper):
                 {
                     "resourceType": "DiagnosticReport",
                     "id": str(r.id),
-                    "meta": self._meta(r),
+                    "meta": self._meta(r, look),
                     "identifier": side.get(r.id),
                     "status": "amended" if str(r.status) == "corrected" else str(r.status),
                     "category": self._categories(r, None),
                     "code": self._code(r, kept.get((r.id, "code"))),
                     "subject": look.subject(r.patient_record_id),
-                    "effectiveDateTime": instant(r.effective_at),
-                    "issued": instant(r.issued_at),
+                    "effectiveDateTime": look.instants[r.effective_at],
+                    "issued": look.instants[r.issued_at],
                     "performer": [{"reference": f"Organization/{r.institution_id}"}],
                     "conclusion": r.conclusion,
                     "presentedForm": [
