@@ -296,7 +296,8 @@ class PractitionerMapper(RegistryMapper):
 class PractitionerRoleMapper(RegistryMapper):
     """The registry keeps one role per practitioner (where they work, their title), so
     the role shares the practitioner's id. Create sets it: the practitioner's member
-    (organization; another member moves them, which needs the right to manage both)
+    (organization; another member moves them, which needs the right to manage both;
+    imports keep them at the importing member and report the other one as left out)
     and department (location); the sender's code and specialty codings are kept beside."""
 
     resource_type = "PractitionerRole"
@@ -399,23 +400,31 @@ class PractitionerRoleMapper(RegistryMapper):
             "PractitionerRole.practitioner",
             "Practitioner",
         )
+        works_at = alliance_service.practitioner_institution(ctx.session, practitioner_id)
+        assert works_at is not None  # resolved above
+        institution_id = works_at
         if resource.organization is not None:
-            _, institution_id = ctx.resolve(
-                _by_identifier(resource.organization, "Organization"),
-                "PractitionerRole.organization",
-                "Organization",
-            )
-        else:
-            known = alliance_service.practitioner_institution(ctx.session, practitioner_id)
-            assert known is not None  # resolved above
-            institution_id = known
+            organization = _by_identifier(resource.organization, "Organization")
+            _, named = ctx.resolve(organization, "PractitionerRole.organization", "Organization")
+            if named != works_at and ctx.keep_source_ids:
+                # imports: the importing member keeps the practitioners the import
+                # registered (its records name them, and a record's practitioner works
+                # at its member); another member named here is left out and reported,
+                # as Encounter.serviceProvider is
+                ctx.left_out.append(str(organization.reference))
+            else:
+                institution_id = named
         department_id = None
         for i, loc in enumerate(resource.location or []):
             path = f"PractitionerRole.location[{i}]"
-            found = ctx.resolve_optional(_by_identifier(loc, "Location"), path, "Location")
+            ref = _by_identifier(loc, "Location")
+            found = ctx.resolve_optional(ref, path, "Location")
             if found is None:
                 continue
             if alliance_service.department_institution(ctx.session, found) != institution_id:
+                if ctx.keep_source_ids:
+                    ctx.left_out.append(str(ref.reference))
+                    continue
                 raise invalid(path, f"{path}: not a department of PractitionerRole.organization")
             department_id = found
             break
