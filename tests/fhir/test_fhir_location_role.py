@@ -30,6 +30,8 @@ def _location(org_ref: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
         "status": "active",
         "name": "心内科 Cardiology",
         "telecom": [{"system": "phone", "value": "028-1234"}],
+        "address": {"line": ["1 Renmin Rd"], "city": "Chengdu", "postalCode": "610000"},
+        "position": {"longitude": 104.066, "latitude": 30.572},
         "physicalType": {
             "coding": [
                 {"system": systems.LOCATION_PHYSICAL_TYPE, "code": "bu", "display": "Building"}
@@ -100,6 +102,9 @@ def test_location_create_read_search_and_audit(
     ours = systems.DEPARTMENT_CODE_PREFIX + member.inst.code
     assert {"system": ours, "value": code} in read["identifier"]
     assert read["physicalType"]["coding"][0]["code"] == "bu"
+    assert read["telecom"] == [{"system": "phone", "value": "028-1234"}]
+    assert read["address"] == {"text": "1 Renmin Rd, Chengdu, 610000"}
+    assert read["position"] == {"longitude": 104.066, "latitude": 30.572}
     dept = session.get(Department, uuid.UUID(made["id"]))
     assert dept is not None and dept.institution_id == member.inst.id and dept.code == code
 

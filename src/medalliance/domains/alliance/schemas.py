@@ -128,6 +128,10 @@ class DepartmentCreateAt(DepartmentCreate):
 
     institution_id: uuid.UUID
     active: bool = True
+    phone: str | None = Field(default=None, max_length=50)
+    address: str | None = Field(default=None, max_length=300)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
 
 
 class DepartmentUpdate(_Strict):

@@ -497,6 +497,11 @@ class LocationMapper(RegistryMapper):
                         "coding": codings.get((d.id, "physicalType"))
                         or [coding(systems.LOCATION_PHYSICAL_TYPE, "wa", "Ward")]
                     },
+                    "telecom": [{"system": "phone", "value": d.phone}] if d.phone else None,
+                    "address": {"text": d.address} if d.address else None,
+                    "position": {"longitude": d.longitude, "latitude": d.latitude}
+                    if d.latitude is not None and d.longitude is not None
+                    else None,
                     "managingOrganization": {"reference": f"Organization/{d.institution_id}"},
                 }
             )
@@ -581,6 +586,10 @@ class LocationMapper(RegistryMapper):
                 else f"LOC-{new_id().hex[-16:].upper()}"
             )
         discipline = _code_from(resource.type, systems.DISCIPLINE)
+        phone = next(
+            (t.value for t in resource.telecom or [] if t.system == "phone" and t.value), None
+        )
+        position = resource.position
         try:
             return alliance_schemas.DepartmentCreateAt(
                 institution_id=institution_id,
@@ -589,6 +598,10 @@ class LocationMapper(RegistryMapper):
                 name_en=(resource.alias or [name])[0][:200],
                 discipline=Discipline(discipline or Discipline.WESTERN),
                 active=resource.status in (None, "active"),
+                phone=None if phone is None else phone[:50],
+                address=_address_text(resource.address),
+                latitude=None if position is None else float(position.latitude),
+                longitude=None if position is None else float(position.longitude),
             ), ours
         except (ValidationError, ValueError) as exc:
             if isinstance(exc, ValidationError):
@@ -618,6 +631,19 @@ def _location_identifier(ctx: FhirContext, query: Select[Any], c: Criterion) -> 
                 )
             )
     return query.where(or_(*conditions))
+
+
+def _address_text(address: Any) -> str | None:
+    """An Address as one line (text, else lines, city, state, postal code, country)."""
+    if address is None:
+        return None
+    text = address.text or ", ".join(
+        [
+            *(address.line or []),
+            *(x for x in (address.city, address.state, address.postalCode, address.country) if x),
+        ]
+    )
+    return text[:300] or None
 
 
 def _concepts(codings: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
