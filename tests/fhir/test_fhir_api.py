@@ -38,7 +38,11 @@ def test_metadata_lists_only_registered_types(fhir: TestClient) -> None:
         i["code"]
         for i in types["AuditEvent" if "AuditEvent" in types else "Patient"]["interaction"]
     } >= {"read"}
-    assert {i["code"] for i in types["Location"]["interaction"]} == {"read", "search-type"}
+    assert {i["code"] for i in types["Location"]["interaction"]} == {
+        "read",
+        "search-type",
+        "create",
+    }
     assert "everything" in {o["name"] for o in types["Patient"]["operation"]}
 
 

@@ -196,6 +196,81 @@ def _bulk_findable(session: Session, actor: Actor, files: list[Path]) -> None:
             assert got["total"] == n, (rtype, pref, token)
 
 
+def _registry_findable(session: Session, actor: Actor) -> None:
+    """Each Location and PractitionerRole of the bulk set is found again by search: by
+    its sender id, its identifier, its name, its organization, its practitioner."""
+    ctx = FhirContext(session=session, actor=actor, registry=REGISTRY)
+
+    def one(rtype: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        got = handler.search(ctx, rtype, params)
+        assert got["total"] == 1, (rtype, params, got["total"])
+        return dict(got["entry"][0]["resource"])
+
+    def org_of(ref: dict[str, Any]) -> str:
+        ident = ref["identifier"]
+        found = one("Organization", [("identifier", f"{ident['system']}|{ident['value']}")])
+        return f"Organization/{found['id']}"
+
+    with gzip.open(BULK / "Location.000.ndjson.gz", "rt", encoding="utf-8") as handle:
+        locations = [json.loads(line) for line in handle]
+    for loc in locations:
+        found = one(
+            "Location",
+            [("_id", one("Location", [("identifier", f"{systems.SOURCE_ID}|{loc['id']}")])["id"])],
+        )
+        ident = loc["identifier"][0]
+        assert (
+            one("Location", [("identifier", f"{ident['system']}|{ident['value']}")])["id"]
+            == found["id"]
+        )
+        if "managingOrganization" in loc:
+            org = org_of(loc["managingOrganization"])
+            assert found["managingOrganization"]["reference"] == org
+            named = handler.search(ctx, "Location", [("organization", org), ("name", loc["name"])])
+            assert found["id"] in [e["resource"]["id"] for e in named["entry"]]
+    with gzip.open(BULK / "PractitionerRole.000.ndjson.gz", "rt", encoding="utf-8") as handle:
+        roles = [json.loads(line) for line in handle]
+    for role in roles:
+        npi = role["practitioner"]["identifier"]
+        prac = one("Practitioner", [("identifier", f"{npi['system']}|{npi['value']}")])
+        found = one("PractitionerRole", [("practitioner", f"Practitioner/{prac['id']}")])
+        assert found["id"] == prac["id"]
+        # the practitioners the import registered stay at the importing member
+        org_of(role["organization"])  # the role's own member exists (left out, reported)
+        home = f"Organization/{actor.institution_id}"
+        assert found["organization"]["reference"] == home
+        by_org = handler.search(ctx, "PractitionerRole", [("organization", home)])
+        assert prac["id"] in [e["resource"]["id"] for e in by_org["entry"]]
+        assert "location" not in found
+        nucc = role["specialty"][0]["coding"][0]
+        assert nucc in [c for concept in found["specialty"] for c in concept["coding"]]
+        sender = f"{systems.SOURCE_ID}|{role['id']}"
+        assert one("PractitionerRole", [("identifier", sender)])["id"] == prac["id"]
+        assert one("PractitionerRole", [("_id", prac["id"])])["id"] == prac["id"]
+
+
+def _home_encounters(session: Session, actor: Actor) -> int:
+    """The imported encounters at the Location of no organization (Synthea's "Patient's
+    Home", kept as a department of the importing member)."""
+    ctx = FhirContext(session=session, actor=actor, registry=REGISTRY)
+    with gzip.open(BULK / "Location.000.ndjson.gz", "rt", encoding="utf-8") as handle:
+        homes = [r for r in map(json.loads, handle) if "managingOrganization" not in r]
+    total = 0
+    for home in homes:
+        sender = f"{systems.SOURCE_ID}|{home['id']}"
+        place = handler.search(ctx, "Location", [("identifier", sender)])["entry"][0]
+        assert place["resource"]["managingOrganization"]["reference"] == (
+            f"Organization/{actor.institution_id}"
+        )
+        found = handler.search(
+            ctx,
+            "Encounter",
+            [("location", f"Location/{place['resource']['id']}"), ("_summary", "count")],
+        )
+        total += found["total"]
+    return total
+
+
 def _check_summary(summary: ImportSummary, expected: Counter[str]) -> None:
     assert summary.failed == []
     for rtype, n in expected.items():
@@ -336,16 +411,28 @@ def test_bulk_ndjson_imports(
         assert summary.created[rtype] == expected[rtype], rtype
     assert summary.created["MedicationRequest"] == expected["MedicationRequest"] > 0
     assert summary.created["Device"] == expected["Device"] > 0
-    # Location and PractitionerRole stay read-only (the registry's own workflows)
-    assert set(summary.read_only) <= {"Location", "PractitionerRole"}
+    # nothing read-only is left: Locations are departments, PractitionerRoles roles
+    assert summary.read_only == Counter()
+    assert summary.created["Location"] == expected["Location"] > 0
+    assert summary.created["PractitionerRole"] == expected["PractitionerRole"] > 0
     _bulk_findable(session, actor, files)
+    _registry_findable(session, actor)
     assert summary.created["DiagnosticReport"] == expected["DiagnosticReport"]
     assert summary.not_modelled["Immunization"] == expected["Immunization"]
     # every reference of this set resolves (the files the source left out are not named)
     assert summary.dangling == Counter()
-    # Synthea's hospital Locations are not departments: Encounter.location is left out
-    # and reported, the encounters are kept
-    assert summary.left_out["Location"] == expected["Encounter"]
+    # Synthea's hospital Locations are departments of other members: Encounter.location
+    # (the encounter is written at the importing member) is left out and reported, the
+    # encounters are kept; so are a role's other member and its department there (the
+    # practitioners the import registered stay at the importing member, whose records
+    # name them). The one Location of no organization ("Patient's Home") is kept at the
+    # importing member, and its encounter keeps it.
+    home = _home_encounters(session, actor)
+    assert home == 1
+    assert (
+        summary.left_out["Location"] == expected["Encounter"] - home + expected["PractitionerRole"]
+    )
+    assert summary.left_out["Organization"] == expected["PractitionerRole"]
 
 
 def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medalliance.db.base import Base, IdMixin, TimestampMixin
@@ -102,6 +102,11 @@ class Department(IdMixin, TimestampMixin, Base):
     name_en: Mapped[str] = mapped_column(String(200))
     discipline: Mapped[Discipline] = mapped_column(str_enum(Discipline, "discipline"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # where and how to reach it (a FHIR Location's telecom, address, position)
+    phone: Mapped[str | None] = mapped_column(String(50))
+    address: Mapped[str | None] = mapped_column(String(300))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
 
 
 class Practitioner(IdMixin, TimestampMixin, Base):

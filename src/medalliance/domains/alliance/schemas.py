@@ -123,6 +123,17 @@ class DepartmentCreate(_Strict):
     discipline: Discipline
 
 
+class DepartmentCreateAt(DepartmentCreate):
+    """A department of a given member (many at once: a FHIR Location import)."""
+
+    institution_id: uuid.UUID
+    active: bool = True
+    phone: str | None = Field(default=None, max_length=50)
+    address: str | None = Field(default=None, max_length=300)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
 class DepartmentUpdate(_Strict):
     name_zh: str | None = Field(default=None, min_length=1, max_length=200)
     name_en: str | None = Field(default=None, min_length=1, max_length=200)
@@ -154,6 +165,18 @@ class PractitionerCreate(_Strict):
     discipline: Discipline
     specialty: str | None = Field(default=None, max_length=100)
     licence_number: str = Field(pattern=r"^[A-Za-z0-9-]{6,32}$")
+
+
+class PractitionerAssignment(_Strict):
+    """Where a practitioner works (their one role): the member, the department (None:
+    none), and optionally title, discipline, specialty. Another member moves them."""
+
+    practitioner_id: uuid.UUID
+    institution_id: uuid.UUID
+    department_id: uuid.UUID | None = None
+    title: PractitionerTitle | None = None
+    discipline: Discipline | None = None
+    specialty: str | None = Field(default=None, max_length=100)
 
 
 class PractitionerUpdate(_Strict):

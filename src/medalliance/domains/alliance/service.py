@@ -705,3 +705,111 @@ def _with_index(index: int, check: Callable[..., None], *args: Any) -> None:
     except DomainError as exc:
         exc.extra["index"] = index
         raise
+
+
+def create_departments(
+    *, session: Session, actor: Actor, data: Sequence[schemas.DepartmentCreateAt]
+) -> list[Department]:
+    """``create_department`` for many, at any members the actor manages, all or none, in
+    a few statements (the Locations of an import). A bad one raises with
+    ``extra['index']`` naming it."""
+    _require(actor, Permission.REGISTRY_MANAGE)
+    if not data:
+        return []
+    institutions = institutions_by_id(session, list({d.institution_id for d in data}))
+    taken = {
+        (row[0], row[1])
+        for row in session.execute(
+            select(Department.institution_id, Department.code).where(
+                Department.institution_id.in_(list(institutions)),
+                Department.code.in_({d.code for d in data}),
+            )
+        )
+    }
+    checked: set[uuid.UUID] = set()
+    departments = []
+    for index, d in enumerate(data):
+        institution = institutions.get(d.institution_id)
+        if institution is None:
+            raise InvalidInput(
+                f"No institution {d.institution_id}.", field="institution_id", index=index
+            )
+        if institution.id not in checked:
+            _with_index(index, _require_manage, actor, institution.id)
+            _with_index(index, lifecycle.require_active_institution, institution, "institution_id")
+            checked.add(institution.id)
+        if (institution.id, d.code) in taken:
+            raise Conflict(
+                f"Department {d.code!r} already exists at {institution.code}.",
+                field="code",
+                index=index,
+            )
+        taken.add((institution.id, d.code))
+        departments.append(Department(**d.model_dump()))
+    session.add_all(departments)
+    _flush_unique(session, "A department with one of these codes already exists.")
+    for department, d in zip(departments, data, strict=True):
+        _audit_change(session, actor, "create", "Department", department.id, d.model_dump())
+    return departments
+
+
+def assign_practitioners(
+    *, session: Session, actor: Actor, data: Sequence[schemas.PractitionerAssignment]
+) -> list[Practitioner]:
+    """Set where practitioners work (their one role), all or none: institution,
+    department (which must be an active one of that institution) and, where given,
+    title, discipline, specialty. Moving a practitioner to another member needs the
+    right to manage both (an alliance admin); the new member must be active. Audited as
+    an update with the changes (old->new). A bad one raises with ``extra['index']``."""
+    _require(actor, Permission.REGISTRY_MANAGE)
+    if not data:
+        return []
+    practitioners = {
+        p.id: p
+        for p in session.scalars(
+            select(Practitioner).where(Practitioner.id.in_({d.practitioner_id for d in data}))
+        )
+    }
+    institutions = institutions_by_id(session, list({d.institution_id for d in data}))
+    department_ids = {d.department_id for d in data} - {None}
+    departments = {
+        d.id: d
+        for d in session.scalars(select(Department).where(Department.id.in_(department_ids)))
+    }
+    out = []
+    for index, d in enumerate(data):
+        practitioner = practitioners.get(d.practitioner_id)
+        if practitioner is None:
+            raise NotFound(
+                f"No practitioner {d.practitioner_id}.", field="practitioner_id", index=index
+            )
+        institution = institutions.get(d.institution_id)
+        if institution is None:
+            raise InvalidInput(
+                f"No institution {d.institution_id}.", field="institution_id", index=index
+            )
+        _with_index(index, _require_manage, actor, practitioner.institution_id)
+        if institution.id != practitioner.institution_id:
+            _with_index(index, _require_manage, actor, institution.id)
+            _with_index(index, lifecycle.require_active_institution, institution, "institution_id")
+        if d.department_id is not None:
+            department = departments.get(d.department_id)
+            if department is None or department.institution_id != institution.id:
+                raise InvalidInput(
+                    "The department is not part of this institution.",
+                    field="department_id",
+                    index=index,
+                )
+            _with_index(index, lifecycle.require_active_department, department, "department_id")
+        wanted = d.model_dump(exclude={"practitioner_id"}, exclude_none=True)
+        wanted["department_id"] = d.department_id
+        changes = {}
+        for key, value in wanted.items():
+            old = getattr(practitioner, key)
+            if old != value:
+                changes[key] = f"{old}->{value}"
+                setattr(practitioner, key, value)
+        _audit_change(session, actor, "update", "Practitioner", practitioner.id, changes)
+        out.append(practitioner)
+    session.flush()
+    return out

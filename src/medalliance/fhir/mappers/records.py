@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 
+from medalliance.domains.alliance import service as alliance_service
 from medalliance.domains.records import schemas as record_schemas
 from medalliance.domains.records import service as records_service
 from medalliance.domains.records.models import (
@@ -248,10 +249,22 @@ class EncounterMapper(PatientDataMapper):
                 part.individual, f"Encounter.participant[{i}].individual", "Practitioner"
             )
         department = None
+        named = None
         for i, loc in enumerate(resource.location or []):
-            department = department or ctx.resolve_optional(
-                loc.location, f"Encounter.location[{i}].location", "Location"
-            )
+            if department is None:
+                named = loc.location
+                department = ctx.resolve_optional(
+                    loc.location, f"Encounter.location[{i}].location", "Location"
+                )
+        if department is not None and ctx.keep_source_ids:
+            # imports: a location of another member (the hospital a sender names) is
+            # left out and reported, as one that is not here; the encounter is kept
+            where = ctx.session.info.setdefault("fhir.department_institution", {})
+            if department not in where:
+                where[department] = alliance_service.department_institution(ctx.session, department)
+            if where[department] != ctx.actor.institution_id:
+                ctx.left_out.append(str(getattr(named, "reference", "")))
+                department = None
         # The encounter is written at the actor's member (the domain's rule); a different
         # serviceProvider must at least exist.
         ctx.resolve_optional(resource.serviceProvider, "Encounter.serviceProvider", "Organization")
