@@ -475,3 +475,52 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "read-only here" not in result.output  # every mapped type is written
     assert "Claim" in result.output
     assert missing.exit_code == 2
+
+
+def test_a_resource_sent_twice_in_one_chunk_is_created_once(
+    importer: tuple[Importer, Actor], session: Session, tmp_path: Path
+) -> None:
+    """Two lines with the same sender id in one NDJSON chunk (one group): the second
+    maps onto the first, as one by one, instead of clashing on the sender-id index."""
+    imp, _ = importer
+    hospital = {
+        "resourceType": "Organization",
+        "id": "twice-1",
+        "name": "Twice General Hospital",
+    }
+    others = [{**hospital, "id": f"other-{i}", "name": f"Other {i}"} for i in range(3)]
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    lines = [hospital, *others, hospital]
+    (folder / "Organization.ndjson").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    summary = imp.run(folder)
+    assert summary.failed == []
+    assert summary.created["Organization"] == 4
+    assert summary.already_present["Organization"] == 1
+    named = session.scalar(
+        select(func.count()).select_from(Institution).where(Institution.name_zh == hospital["name"])
+    )
+    assert named == 1
+
+
+def test_a_chunk_entry_naming_an_earlier_one_is_linked_to_it(
+    importer: tuple[Importer, Actor], session: Session, tmp_path: Path
+) -> None:
+    """An NDJSON line that refers to an earlier line of its chunk (a member hospital and
+    its lead) waits for it, as one by one: the reference is linked, not left out."""
+    imp, _ = importer
+    lead = {"resourceType": "Organization", "id": "lead-1", "name": "Lead Hospital"}
+    member = {
+        "resourceType": "Organization",
+        "id": "member-1",
+        "name": "Member Clinic",
+        "partOf": {"reference": "Organization/lead-1"},
+    }
+    folder = tmp_path / "chain"
+    folder.mkdir()
+    (folder / "Organization.ndjson").write_text(f"{json.dumps(lead)}\n{json.dumps(member)}\n")
+    summary = imp.run(folder)
+    assert summary.failed == [] and summary.created["Organization"] == 2
+    assert not summary.left_out
+    found = {i.name_zh: i for i in session.scalars(select(Institution))}
+    assert found["Member Clinic"].lead_institution_id == found["Lead Hospital"].id

@@ -9,8 +9,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import pytest
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Uuid, select
-from sqlalchemy.exc import StatementError
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from medalliance.db.rows import COPY_FROM_ROWS, insert_rows
@@ -73,3 +84,22 @@ def test_a_bad_value_is_refused_and_nothing_is_written(session: Session) -> None
     with pytest.raises((LookupError, StatementError)), session.begin_nested():
         insert_rows(session, _table, rows)
     assert session.execute(select(_table.c.n)).scalars().all() == [-1]
+
+
+_unique = Table(
+    "test_insert_rows_unique",
+    MetaData(),
+    Column("id", Uuid, primary_key=True, default=new_id),
+    Column("code", String(20), unique=True),
+)
+
+
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 5])
+def test_a_clash_is_sqlalchemys_integrity_error(session: Session, count: int) -> None:
+    """COPY reports a unique violation as SQLAlchemy does for any statement, so callers
+    that retry a lost race (the parallel import) see the same error on both paths."""
+    _unique.create(session.connection())
+    rows = [{"code": f"c{i}"} for i in range(count - 1)] + [{"code": "c0"}]
+    with pytest.raises(IntegrityError), session.begin_nested():
+        insert_rows(session, _unique, rows)
+    assert session.execute(select(func.count()).select_from(_unique)).scalar() == 0

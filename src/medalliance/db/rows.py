@@ -19,8 +19,10 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import JSON, Column, Table, insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 # Fewer rows than this go as one executemany: a COPY is a round trip of its own.
@@ -59,6 +61,22 @@ def _copy(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> Non
     )
     raw = connection.connection.driver_connection
     assert raw is not None
+    try:
+        _write_copy(raw, statement, rows, given, defaults, process)
+    except psycopg.Error as exc:  # as SQLAlchemy reports it for any other statement
+        raise DBAPIError.instance(
+            statement.as_string(raw), None, exc, psycopg.Error, dialect=dialect
+        ) from exc
+
+
+def _write_copy(
+    raw: Any,
+    statement: sql.Composed,
+    rows: Sequence[dict[str, Any]],
+    given: list[Column[Any]],
+    defaults: list[Callable[[], Any]],
+    process: list[Callable[[Any], Any] | None],
+) -> None:
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             values = [row[c.key] for c in given] + [make() for make in defaults]

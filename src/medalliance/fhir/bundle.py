@@ -279,13 +279,20 @@ def _run_group(
     handler.need_create(mapper)
     fresh: list[Prepared] = []
     written: dict[int, Written] = {}
+    again: dict[int, int] = {}  # a sender id repeated in the group -> its first entry
+    first_of: dict[str, int] = {}
     for item in items:
         assert item.resource is not None
         known = handler.already_imported(ctx, mapper, item.resource)
-        if known is None:
-            fresh.append(item)
-        else:
+        sender_id = str(item.raw.get("id") or "") if ctx.keep_source_ids else ""
+        if known is not None:
             written[item.index] = known
+        elif sender_id and sender_id in first_of:
+            again[item.index] = first_of[sender_id]
+        else:
+            if sender_id:
+                first_of[sender_id] = item.index
+            fresh.append(item)
     try:
         made = mapper.create_many(ctx, [i.resource for i in fresh])  # type: ignore[attr-defined]
     except bulk.EntryFailed as failed:
@@ -294,6 +301,8 @@ def _run_group(
         raise _at(error, item) from exc
     for item, w in zip(fresh, made, strict=True):
         written[item.index] = w
+    for index, first in again.items():  # the same resource sent twice: as one by one
+        written[index] = Written(rtype, written[first].id, created=False)
     handler.keep_sender_ids(
         ctx, mapper, [(i.resource, w) for i, w in zip(fresh, made, strict=True) if i.resource]
     )
@@ -358,17 +367,26 @@ def _batch_steps(ctx: FhirContext, items: list[Prepared]) -> list[list[Prepared]
     """A batch in its own order, with runs of plain creates of one type (an NDJSON
     chunk) taken together for the mapper's ``create_many``."""
     steps: list[list[Prepared]] = []
+    names: set[str] = set()  # what the current run's entries are called
     for item in items:
         if (
             steps
             and _plain_create_of_many(ctx, item)
             and _plain_create_of_many(ctx, steps[-1][0])
             and _rtype(steps[-1][0]) == _rtype(item)
+            and not item.refs & names  # one naming an earlier one waits for it, as in order
         ):
             steps[-1].append(item)
         else:
             steps.append([item])
+            names = set()
+        names.update(_names_of(item))
     return steps
+
+
+def _names_of(item: Prepared) -> set[str]:
+    rtype, rid = item.raw.get("resourceType"), item.raw.get("id")
+    return {n for n in (item.full_url, f"{rtype}/{rid}" if rtype and rid else None) if n}
 
 
 def _plain_create_of_many(ctx: FhirContext, item: Prepared) -> bool:
@@ -393,15 +411,14 @@ def _group_isolated(
     own answer (the usual case, a clean chunk, costs one group)."""
     mark = audit.pending_mark(ctx.session)
     savepoint = ctx.session.begin_nested()
-    known, resolved = dict(ctx.source_ids), dict(ctx._resolved)
+    known = ctx.mark()
     try:
         _run_group(ctx, items, minimal, responses)
         savepoint.commit()
         return True
     except (DomainError, FhirError):
         savepoint.rollback()
-        ctx.source_ids = known
-        ctx._resolved = resolved
+        ctx.back_to(known)
         # the entries are redone one by one next, which audits each denial again
         audit.discard_since(ctx.session, mark, keep_denials=False)
         for item in items:
@@ -414,15 +431,14 @@ def _run_isolated(ctx: FhirContext, item: Prepared, minimal: bool = False) -> di
     events (except denials, which must survive) are dropped with it."""
     mark = audit.pending_mark(ctx.session)
     savepoint = ctx.session.begin_nested()
-    known, resolved = dict(ctx.source_ids), dict(ctx._resolved)
+    known = ctx.mark()
     try:
         response = _run(ctx, item, minimal)
         savepoint.commit()
         return response
     except (DomainError, FhirError) as exc:
         savepoint.rollback()
-        ctx.source_ids = known  # what the rolled-back entry created does not exist
-        ctx._resolved = resolved
+        ctx.back_to(known)  # what the rolled-back entry created does not exist
         audit.discard_since(ctx.session, mark)
         error = from_domain(exc, _rtype(item)) if isinstance(exc, DomainError) else exc
         return _error_entry(error)

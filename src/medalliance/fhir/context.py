@@ -19,6 +19,15 @@ if TYPE_CHECKING:
 REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    refs: dict[str, tuple[str, uuid.UUID]]
+    source_ids: dict[tuple[str, str], uuid.UUID | None]
+    left_out: int
+    hold: int
+    resolved: dict[str, tuple[str, uuid.UUID]]
+
+
 @dataclass
 class FhirContext:
     session: Session
@@ -39,6 +48,20 @@ class FhirContext:
     # references resolved in this transaction (a Bundle names the same practitioner in
     # every encounter); conditional ones are forgotten when their type gets a create
     _resolved: dict[str, tuple[str, uuid.UUID]] = field(default_factory=dict)
+
+    def mark(self) -> Mark:
+        """What this context knows now, to go back to when a savepoint is undone."""
+        return Mark(
+            dict(self.refs), dict(self.source_ids), len(self.left_out), len(self.hold),
+            dict(self._resolved),
+        )  # fmt: skip
+
+    def back_to(self, mark: Mark) -> None:
+        """Forget what work rolled back to ``mark`` taught this context: its ids do not
+        exist, and its left-out references will be met again when it is redone."""
+        self.refs, self.source_ids, self._resolved = mark.refs, mark.source_ids, mark.resolved
+        del self.left_out[mark.left_out :]
+        del self.hold[mark.hold :]
 
     def created(self, resource_type: str) -> None:
         """A resource of this type was created: a conditional reference to the type may

@@ -217,7 +217,11 @@ def collect_for_bulk() -> tuple[int, int, int]:
 
 @contextmanager
 def bulk_collection() -> Iterator[None]:
-    """``collect_for_bulk`` for a block; the settings come back afterwards."""
+    """``collect_for_bulk`` for a block; the settings come back afterwards. Where the
+    program froze objects itself (an app server's preload), that stays as it was."""
+    if gc.get_freeze_count():
+        yield
+        return
     before = collect_for_bulk()
     try:
         yield

@@ -57,7 +57,9 @@ def _main_module_name() -> list[str]:
     module imports is already there."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     name = getattr(spec, "name", None)
-    return [name] if isinstance(name, str) and name != "__main__" else []
+    # ``python -m pkg`` runs ``pkg.__main__``, which need not guard its body: not preloaded
+    usable = isinstance(name, str) and name != "__main__" and not name.endswith(".__main__")
+    return [name] if usable and isinstance(name, str) else []
 
 
 def _start(url: str, actor: Actor, events: Any) -> None:
