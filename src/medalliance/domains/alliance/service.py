@@ -235,28 +235,47 @@ def set_institution_active(
     administrator's change; refused while it still leads active members."""
     institution = get_institution(session, actor, code)
     _require(actor, Permission.ALLIANCE_MANAGE)
-    if institution.active == active:
+    _switch_active(
+        session,
+        actor,
+        institution,
+        active,
+        "Institution",
+        lifecycle.check_institution_can_reopen,
+        lifecycle.check_institution_can_close,
+    )
+    return institution
+
+
+def _switch_active(
+    session: Session,
+    actor: Actor,
+    entry: Institution | Department,
+    active: bool,
+    kind: str,
+    can_reopen: Callable[[Session, Any], None],
+    can_close: Callable[[Session, Any], None],
+) -> None:
+    """Deactivate or reactivate a registry entry, once its lifecycle check allowed it;
+    audited as ``deactivate`` / ``reactivate``."""
+    if entry.active == active:
         state = "active" if active else "deactivated"
         raise Conflict(
-            f"Institution {code!r} is already {state}.",
+            f"{kind} {entry.code!r} is already {state}.",
             field="active",
             reason=f"already-{state}",
         )
-    if active:
-        lifecycle.check_institution_can_reopen(session, institution)
-    else:
-        lifecycle.check_institution_can_close(session, institution)
-    institution.active = active
+    (can_reopen if active else can_close)(session, entry)
+    entry.active = active
     session.flush()
     audit.record(
         session,
         actor,
         action="reactivate" if active else "deactivate",
-        resource_type="Institution",
-        resource_id=institution.id,
-        detail={"code": institution.code},
+        resource_type=kind,
+        resource_id=entry.id,
+        detail={"code": entry.code},
     )
-    return institution
 
 
 # --- departments ----------------------------------------------------------------------
@@ -327,26 +346,14 @@ def set_department_active(
     occupied, and reactivation while its institution is deactivated."""
     department = get_department(session, actor, department_id)
     _require_manage(actor, department.institution_id)
-    if department.active == active:
-        state = "active" if active else "deactivated"
-        raise Conflict(
-            f"Department {department.code!r} is already {state}.",
-            field="active",
-            reason=f"already-{state}",
-        )
-    if active:
-        lifecycle.check_department_can_reopen(session, department)
-    else:
-        lifecycle.check_department_can_close(session, department)
-    department.active = active
-    session.flush()
-    audit.record(
+    _switch_active(
         session,
         actor,
-        action="reactivate" if active else "deactivate",
-        resource_type="Department",
-        resource_id=department.id,
-        detail={"code": department.code},
+        department,
+        active,
+        "Department",
+        lifecycle.check_department_can_reopen,
+        lifecycle.check_department_can_close,
     )
     return department
 
