@@ -158,6 +158,26 @@ def _run(
     return True, 200
 
 
+def _save_edit(
+    session: Session,
+    form: FormData,
+    fields: tuple[str, ...],
+    current: dict[str, str],
+    model: type[Model],
+    use_case: Callable[[Model], object],
+) -> tuple[bool, int, FormErrors, dict[str, Any]]:
+    """An edit form: what changed against ``current``, validated and saved through the
+    use case. (ok, HTTP status for the re-shown form, the errors, the changes)."""
+    errors = FormErrors()
+    changes = _changes(form, fields, current, errors)
+    if errors:
+        return False, 422, errors, changes
+    if not changes:
+        return True, 200, errors, changes
+    ok, status = _run(session, errors, model, changes, use_case)
+    return ok, status, errors, changes
+
+
 def _done(request: Request, url: str, message: str) -> Response:
     response = redirect(request, url)
     flash(response, message, kind="success")
@@ -465,19 +485,16 @@ def edit_institution(
     fields = INSTITUTION_EDIT_FIELDS
     if not user.can(Permission.ALLIANCE_MANAGE):
         fields = tuple(f for f in fields if f not in STRUCTURAL_FIELDS)
-    errors = FormErrors()
-    changes = _changes(form, fields, _institution_current(session, institution), errors)
-    ok, status = (False, 422) if errors else (True, 200)
-    if ok and changes:
-        ok, status = _run(
-            session,
-            errors,
-            schemas.InstitutionUpdate,
-            changes,
-            lambda data: alliance_service.update_institution(
-                session=session, actor=user.actor, code=code, data=data
-            ),
-        )
+    ok, status, errors, changes = _save_edit(
+        session,
+        form,
+        fields,
+        _institution_current(session, institution),
+        schemas.InstitutionUpdate,
+        lambda data: alliance_service.update_institution(
+            session=session, actor=user.actor, code=code, data=data
+        ),
+    )
     if not ok:
         shown = {name: text(form, name) for name in fields if name in form}
         return _institution_edit_page(
@@ -567,19 +584,16 @@ def edit_department(
 ) -> Response:
     department = alliance_service.get_department(session, user.actor, department_id)
     current = {name: str(getattr(department, name)) for name in DEPARTMENT_EDIT_FIELDS}
-    errors = FormErrors()
-    changes = _changes(form, DEPARTMENT_EDIT_FIELDS, current, errors)
-    ok, status = (False, 422) if errors else (True, 200)
-    if ok and changes:
-        ok, status = _run(
-            session,
-            errors,
-            schemas.DepartmentUpdate,
-            changes,
-            lambda data: alliance_service.update_department(
-                session=session, actor=user.actor, department_id=department_id, data=data
-            ),
-        )
+    ok, status, errors, changes = _save_edit(
+        session,
+        form,
+        DEPARTMENT_EDIT_FIELDS,
+        current,
+        schemas.DepartmentUpdate,
+        lambda data: alliance_service.update_department(
+            session=session, actor=user.actor, department_id=department_id, data=data
+        ),
+    )
     if not ok:
         shown = {name: text(form, name) for name in DEPARTMENT_EDIT_FIELDS if name in form}
         return _department_edit_page(
