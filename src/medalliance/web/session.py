@@ -141,8 +141,7 @@ def log_out(*, session: Session, request: Request) -> None:
     if row is None or row.ended_at is not None:
         return
     user = session.get(User, row.user_id)
-    _end(row, "logout")
-    if user is not None:
+    if _end(session, row.id, "logout") and user is not None:
         audit.record(
             session,
             _actor(user, request),
@@ -160,9 +159,16 @@ def _row(session: Session, request: Request) -> WebSession | None:
     return session.scalar(select(WebSession).where(WebSession.token_hash == _hash(token)))
 
 
-def _end(row: WebSession, reason: str) -> None:
-    row.ended_at = utcnow()
-    row.end_reason = reason
+def _end(session: Session, session_id: uuid.UUID, reason: str) -> bool:
+    """Mark a live session ended; False when it was ended already (by a concurrent
+    request or an earlier reason, which stays): so each end is audited once."""
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.id == session_id, WebSession.ended_at.is_(None))
+        .values(ended_at=utcnow(), end_reason=reason)
+        .execution_options(synchronize_session="fetch")
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def current_user(session: Session, request: Request, settings: Settings) -> WebUser | None:
@@ -188,8 +194,8 @@ def current_user(session: Session, request: Request, settings: Settings) -> WebU
     ):
         reason = "account"
     if reason is not None:
-        _end(row, reason)
-        _audit_end(session, request, user, row.user_id, reason)
+        if _end(session, row.id, reason):
+            _audit_end(session, request, user, row.user_id, reason)
         request.state.session_ended = SessionEnd(row.id, row.user_id, reason)
         if reason != "account":
             request.state.session_end = "expired"
@@ -205,14 +211,9 @@ def end_session(factory: sessionmaker[Session], request: Request, ended: Session
     found it over is rolled back (it raised LoginRequired). Only a live row is changed,
     so the first reason stays and an ended row is never touched again."""
     with unit_of_work(factory) as session:
-        result = session.execute(
-            update(WebSession)
-            .where(WebSession.id == ended.session_id, WebSession.ended_at.is_(None))
-            .values(ended_at=utcnow(), end_reason=ended.reason)
-        )
-        if not getattr(result, "rowcount", 0):
-            return
-        _audit_end(session, request, session.get(User, ended.user_id), ended.user_id, ended.reason)
+        if _end(session, ended.session_id, ended.reason):
+            user = session.get(User, ended.user_id)
+            _audit_end(session, request, user, ended.user_id, ended.reason)
 
 
 def _audit_end(

@@ -176,7 +176,7 @@ def _expire_loaded(session: Session, ids: Sequence[uuid.UUID]) -> None:
     for result_id in ids:
         loaded = session.identity_map.get(identity_key(Result, result_id))
         if loaded is not None:
-            session.expire(loaded, ["superseded_by_id"])
+            session.expire(loaded, ["superseded_by_id", "updated_at"])  # onupdate applies
 
 
 def record_lab_results(
