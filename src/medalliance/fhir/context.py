@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +19,19 @@ if TYPE_CHECKING:
     from medalliance.fhir.registry import Registry
 
 REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
+
+
+def by_identifier(ref: Any, resource_type: str) -> Any:
+    """An identifier-only (logical) Reference as the conditional reference
+    ``Type?identifier=system|value``, which ``FhirContext.resolve`` looks up; any other
+    reference unchanged."""
+    if ref is None or getattr(ref, "reference", None):
+        return ref
+    ident = getattr(ref, "identifier", None)
+    if ident is None or not ident.system or not ident.value:
+        return ref
+    system, value = quote(str(ident.system), safe=":/"), quote(str(ident.value), safe=":/")
+    return SimpleNamespace(reference=f"{resource_type}?identifier={system}|{value}")
 
 
 @dataclass(frozen=True, slots=True)

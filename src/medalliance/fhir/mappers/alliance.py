@@ -4,11 +4,8 @@ per practitioner: where they work, their title), Location ⇄ department or bed.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote
 
 from pydantic import ValidationError
 from sqlalchemy import Select, and_, delete, or_, select
@@ -26,6 +23,7 @@ from medalliance.domains.alliance.models import (
     Tier,
 )
 from medalliance.fhir import bulk, store, systems
+from medalliance.fhir.context import by_identifier
 from medalliance.fhir.mappers.common import (
     coding,
     domain_validation,
@@ -396,7 +394,7 @@ class PractitionerRoleMapper(RegistryMapper):
         self, ctx: FhirContext, resource: Any
     ) -> alliance_schemas.PractitionerAssignment:
         _, practitioner_id = ctx.resolve(
-            _by_identifier(resource.practitioner, "Practitioner"),
+            by_identifier(resource.practitioner, "Practitioner"),
             "PractitionerRole.practitioner",
             "Practitioner",
         )
@@ -404,7 +402,7 @@ class PractitionerRoleMapper(RegistryMapper):
         assert works_at is not None  # resolved above
         institution_id = works_at
         if resource.organization is not None:
-            organization = _by_identifier(resource.organization, "Organization")
+            organization = by_identifier(resource.organization, "Organization")
             _, named = ctx.resolve(organization, "PractitionerRole.organization", "Organization")
             if named != works_at and ctx.keep_source_ids:
                 # imports: the importing member keeps the practitioners the import
@@ -417,7 +415,7 @@ class PractitionerRoleMapper(RegistryMapper):
         department_id = None
         for i, loc in enumerate(resource.location or []):
             path = f"PractitionerRole.location[{i}]"
-            ref = _by_identifier(loc, "Location")
+            ref = by_identifier(loc, "Location")
             found = ctx.resolve_optional(ref, path, "Location")
             if found is None:
                 continue
@@ -557,7 +555,7 @@ class LocationMapper(RegistryMapper):
         """The department, and the system of our code identifier at its member."""
         if resource.managingOrganization is not None:
             _, institution_id = ctx.resolve(
-                _by_identifier(resource.managingOrganization, "Organization"),
+                by_identifier(resource.managingOrganization, "Organization"),
                 "Location.managingOrganization",
                 "Organization",
             )
@@ -649,22 +647,6 @@ def _address_text(address: Any) -> str | None:
 def _concepts(codings: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """The sender's extra codings, as one concept."""
     return [{"coding": codings}] if codings else []
-
-
-def _by_identifier(ref: Any, resource_type: str) -> Any:
-    """An identifier-only (logical) Reference as the conditional reference
-    ``Type?identifier=system|value``, which ``ctx.resolve`` looks up; others unchanged."""
-    if ref is None or getattr(ref, "reference", None):
-        return ref
-    ident = getattr(ref, "identifier", None)
-    if ident is None or not ident.system or not ident.value:
-        return ref
-    system, value = quote(str(ident.system), safe=":/"), quote(str(ident.value), safe=":/")
-    return SimpleNamespace(reference=f"{resource_type}?identifier={system}|{value}")
-
-
-def exists_any(session: Any, model: Any, rid: uuid.UUID) -> bool:
-    return session.get(model, rid) is not None
 
 
 def _keep_identifiers_many(
